@@ -1,0 +1,39 @@
+# Shiyu 市域 — `make demo` and `make test` do all set-up on a fresh machine with Python 3.11.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+PORT   ?= 8000
+STAMP   = $(VENV)/.installed
+
+.PHONY: demo test install dev serve lint bench clean
+
+$(VENV)/bin/python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11+)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/shiyu db upgrade
+	$(VENV)/bin/shiyu demo load --size small
+	$(VENV)/bin/shiyu serve --host 127.0.0.1 --port $(PORT)
+
+test: install
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/pytest
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/lint-imports
+
+bench: install
+	$(PY) benchmarks/locate_points.py --json benchmarks/results.json
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,10 @@
+"""Imports every ORM model so ``Base.metadata`` is complete (Alembic, tests)."""
+
+from shiyu.domains.geo import models as geo_models  # noqa: F401
+from shiyu.kit import meta as kit_meta  # noqa: F401
+from shiyu.kit.db import Base
+from shiyu.platform.audit import models as audit_models  # noqa: F401
+from shiyu.platform.identity import models as identity_models  # noqa: F401
+from shiyu.platform.units import models as units_models  # noqa: F401
+
+metadata = Base.metadata

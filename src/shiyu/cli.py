@@ -1,0 +1,237 @@
+"""The ``shiyu`` command line (Typer). Every command runs as one unit of work with an
+explicit principal (the system principal for administration), so CLI writes are
+audited exactly like web writes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from shiyu.config import get_settings
+from shiyu.kit.db import Database, get_database
+from shiyu.kit.errors import DomainError
+
+app = typer.Typer(help="Shiyu 市域: municipal social governance platform.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema 数据库.", no_args_is_help=True)
+demo_app = typer.Typer(help="Demo city 演示城市.", no_args_is_help=True)
+user_app = typer.Typer(help="Users 用户.", no_args_is_help=True)
+geo_app = typer.Typer(help="Geography 地理: units, grids, location.", no_args_is_help=True)
+audit_app = typer.Typer(help="Audit log 审计日志.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(demo_app, name="demo")
+app.add_typer(user_app, name="user")
+app.add_typer(geo_app, name="geo")
+app.add_typer(audit_app, name="audit")
+
+console = Console(stderr=True)
+
+
+def _db() -> Database:
+    return get_database(get_settings().resolved_database_url())
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        def step(label: str, total: int) -> Callable[[int], None]:
+            task = progress.add_task(label, total=total)
+            return lambda n: progress.advance(task, n)
+
+        yield step
+
+
+def _fail(exc: DomainError, code: int = 1) -> None:
+    console.print(f"[red]error:[/red] {exc.detail or exc.code}" + (f" (field: {exc.field})" if exc.field else ""))
+    for e in exc.errors[:50]:
+        where = f"feature {e.get('index')}" if e.get("index") is not None else "file"
+        console.print(f"  {where}: {e.get('field', '')}: {e.get('reason') or e.get('message')}")
+    if len(exc.errors) > 50:
+        console.print(f"  … and {len(exc.errors) - 50} more")
+    raise typer.Exit(code)
+
+
+# --------------------------------------------------------------------------- db
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database schema to the newest revision."""
+    from shiyu.dbadmin import current, upgrade
+
+    db = _db()
+    upgrade(db)
+    console.print(f"database at revision {current(db)} ({db.engine.url.render_as_string(hide_password=True)})")
+
+
+# --------------------------------------------------------------------------- demo
+
+@demo_app.command("load")
+def demo_load(
+    size: Annotated[str, typer.Option(help="small | medium")] = "small",
+    seed: Annotated[int, typer.Option(help="random seed")] = 1,
+) -> None:
+    """Generate a synthetic city and load it (idempotent)."""
+    from shiyu.dbadmin import upgrade
+    from shiyu.demo.load import load_demo
+
+    if size not in ("small", "medium"):
+        console.print("[red]error:[/red] --size must be small or medium")
+        raise typer.Exit(2)
+    db = _db()
+    upgrade(db)
+    with _progress() as step:
+        step("generate city 生成城市", 1)(0)
+        try:
+            with db.unit_of_work() as session:
+                report = load_demo(session, size, seed, step=step)
+        except DomainError as exc:
+            _fail(exc)
+    console.print(f"demo city loaded: {report}")
+
+
+@demo_app.command("users")
+def demo_users(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """List the demo accounts {username, password, role, unit_code}."""
+    from shiyu.demo.city import DEMO_PASSWORD
+    from shiyu.demo.load import demo_accounts
+
+    with _db().unit_of_work(write=False) as session:
+        accounts = demo_accounts(session, DEMO_PASSWORD)
+    if as_json:
+        typer.echo(json.dumps(accounts, ensure_ascii=False, indent=2))
+        return
+    for a in accounts:
+        typer.echo(f"{a['username']:<32} {a['role']:<20} {a['unit_code']}")
+
+
+# --------------------------------------------------------------------------- serve
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="PORT", help="port (env PORT)")] = 8000,
+    workers: Annotated[int, typer.Option(help="worker processes")] = 1,
+) -> None:
+    """Serve the web UI and API."""
+    import uvicorn
+
+    from shiyu.dbadmin import upgrade
+
+    upgrade(_db())
+    uvicorn.run("shiyu.asgi:app", host=host, port=port, workers=workers, log_level="info")
+
+
+# --------------------------------------------------------------------------- users
+
+@user_app.command("add")
+def user_add(
+    username: str,
+    role: Annotated[str, typer.Option(help="grid_worker|dispatcher|department_handler|mediator|leader|auditor|admin")],
+    unit: Annotated[str, typer.Option(help="code of the unit or department the user belongs to")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
+    display_name: Annotated[str, typer.Option(help="shown name")] = "",
+    phone: Annotated[str | None, typer.Option(help="mobile number")] = None,
+) -> None:
+    """Create a user bound to a unit, granted their role over that unit's jurisdiction."""
+    from shiyu.platform.authz.principal import Principal
+    from shiyu.platform.identity import service as identity
+    from shiyu.platform.identity.passwords import totp_uri
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    try:
+        with _db().unit_of_work() as session:
+            new = identity.create_user(session, Principal.system("cli"), username=username, password=password,
+                                       role=role, unit_code=unit, display_name=display_name, phone=phone)
+            uid = new.user.id
+    except DomainError as exc:
+        _fail(exc, 2)
+    typer.echo(f"created user {username} (id {uid}, role {role}, unit {unit})")
+    if new.totp_secret:
+        typer.echo(f"TOTP secret (shown once): {new.totp_secret}")
+        typer.echo(f"otpauth URI: {totp_uri(new.totp_secret, username)}")
+
+
+# --------------------------------------------------------------------------- geo
+
+@geo_app.command("import")
+def geo_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    layer: Annotated[str, typer.Option(help="grid layer of the grids in the file")] = "unified",
+) -> None:
+    """Import a GeoJSON FeatureCollection of units and grids (all or nothing)."""
+    from shiyu.domains.geo import service as geo
+    from shiyu.platform.authz.principal import Principal
+
+    try:
+        data: Any = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        console.print(f"[red]error:[/red] {file} is not valid JSON: {exc}")
+        raise typer.Exit(2) from exc
+    total = len(data.get("features", [])) if isinstance(data, dict) and isinstance(data.get("features"), list) else 0
+    try:
+        with _progress() as step, _db().unit_of_work() as session:
+            report = geo.import_geojson(session, Principal.system("cli"), data, layer=layer,
+                                        progress=step("import 导入", total))
+    except DomainError as exc:
+        _fail(exc, 2)
+    typer.echo(f"created {report.created}, updated {report.updated}, unchanged {report.unchanged} "
+               f"of {report.features} features")
+
+
+@geo_app.command("locate")
+def geo_locate(
+    lon: Annotated[float, typer.Option(help="longitude (WGS 84)")],
+    lat: Annotated[float, typer.Option(help="latitude (WGS 84)")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """The grid containing a point and its chain of units up to the city. Exit 3 if none."""
+    from shiyu.domains.geo import service as geo
+
+    with _db().unit_of_work(write=False) as session:
+        found = geo.locate_point(session, lon, lat)
+    if found is None:
+        console.print(f"no grid contains the point ({lon}, {lat}) 该点不在任何网格内")
+        raise typer.Exit(3)
+    result, _path = found
+    if as_json:
+        typer.echo(json.dumps({"grid": result.grid, "chain": result.chain}, ensure_ascii=False))
+    else:
+        typer.echo(f"grid {result.grid} {result.grid_name}")
+        typer.echo("chain " + " > ".join(result.chain))
+        for layer, code in result.layers.items():
+            typer.echo(f"layer {layer}: {code}")
+
+
+# --------------------------------------------------------------------------- audit
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Verify the audit hash chain. Exit 0 with the count when intact, 1 naming the first bad entry."""
+    from shiyu.platform.audit import service as audit
+
+    with _db().unit_of_work(write=False) as session:
+        total = audit.count(session)
+        with Progress(TextColumn("verify 校验"), BarColumn(), MofNCompleteColumn(), console=console) as progress:
+            task = progress.add_task("verify", total=total)
+            result = audit.verify(session, progress=lambda n: progress.advance(task, n))
+    if result.ok:
+        typer.echo(f"audit chain intact: {result.checked} entries checked")
+        return
+    typer.echo(f"audit chain BROKEN at entry {result.bad_seq}: {result.reason} "
+               f"({result.checked} entries verified before it)")
+    raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

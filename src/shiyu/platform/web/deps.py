@@ -1,0 +1,63 @@
+"""Request edge: one session per request, committed once; the principal from the bearer token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from shiyu.kit.db import Database
+from shiyu.kit.errors import Unauthorized
+from shiyu.platform.audit import service as audit
+from shiyu.platform.authz.principal import Principal
+from shiyu.platform.identity import service as identity
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def _session(request: Request, db: Annotated[Database, Depends(get_db)]) -> Iterator[Session]:
+    """The unit of work of one request: commit at the end, roll back on error; audit
+    entries that must outlive a rollback (denials) are written afterwards."""
+    session = db.session(write=request.method not in READ_METHODS)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        detached = audit.take_detached(session)
+        session.close()
+        if detached:
+            with db.unit_of_work(write=True) as s2:
+                audit.append_entries(s2, detached)
+
+
+SessionDep = Annotated[Session, Depends(_session, scope="function")]
+
+
+def request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def _principal(request: Request, session: SessionDep) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing bearer token", code="unauthorized")
+    principal = identity.principal_from_token(session, token.strip(), request_id=request_id(request))
+    if principal is None:
+        audit.record_detached(session, None, "auth.token", result="denied", actor="anonymous",
+                              detail={"reason": "invalid or expired token", "path": request.url.path})
+        raise Unauthorized("invalid or expired token", code="unauthorized")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(_principal)]

@@ -1,0 +1,101 @@
+"""ASGI middleware: request ids and the request body size limit."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+from shiyu.platform.web.messages import detail, pick_locale, title
+
+_RID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestIdMiddleware:
+    """Give every request an id (kept from a well-formed ``X-Request-ID``) and echo it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = None
+        for k, v in scope.get("headers", []):
+            if k == b"x-request-id":
+                cand = v.decode("latin-1")
+                rid = cand if _RID.match(cand) else None
+        rid = rid or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+
+        async def _send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
+            await send(message)
+
+        await self.app(scope, receive, _send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over ``limit`` bytes with a 413 Problem Details response, whether
+    the size is declared in Content-Length or only discovered while streaming."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def _reject(self, scope: dict[str, Any], send: Any) -> None:
+        headers = dict(scope.get("headers", []))
+        loc = pick_locale(headers.get(b"accept-language", b"").decode("latin-1") or None)
+        body = json.dumps({
+            "type": "urn:shiyu:problem:payload_too_large", "title": title(413, loc), "status": 413,
+            "detail": detail("payload_too_large", loc), "instance": scope.get("path", ""),
+            "code": "payload_too_large", "field": "body", "limit_bytes": self.limit,
+        }, ensure_ascii=False).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/problem+json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for k, v in scope.get("headers", []):
+            if k == b"content-length":
+                try:
+                    declared = int(v)
+                except ValueError:
+                    declared = self.limit + 1
+                if declared > self.limit:
+                    await self._reject(scope, send)
+                    return
+        seen = 0
+        started = False
+
+        async def _receive() -> dict[str, Any]:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        async def _send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, _receive, _send)
+        except _TooLarge:
+            if not started:
+                await self._reject(scope, send)
