@@ -69,7 +69,9 @@ def city() -> tuple[list[str], list[shapely.Geometry]]:
     r = math.sqrt(base.area) * 0.2
     hole = shapely.box(c.x - r, c.y - r, c.x + r, c.y + r)
     tip = c.x + 1.5 * r
-    notch = shapely.Polygon([(tip, c.y), (base.bounds[2] + 1, c.y - 0.3 * r), (base.bounds[2] + 1, c.y + 0.3 * r)])
+    notch = shapely.Polygon(
+        [(tip, c.y), (base.bounds[2] + 1, c.y - 0.3 * r), (base.bounds[2] + 1, c.y + 0.3 * r)]
+    )
     polys[10] = base.difference(hole.buffer(r * 0.1, join_style="mitre")).difference(notch)
     # Hole filler (shares no edge with the hole, leaving a thin empty ring around it).
     polys.append(hole)
@@ -271,7 +273,7 @@ def small_tilings(draw):
     return list(polys), cpp
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=small_tilings(), seed=st.integers(0, 2**32 - 1))
 def test_property_random_small_tilings(data, seed):
     polys, cpp = data

@@ -12,13 +12,21 @@ and benchmarks:
 * ten-household groups 十联户 with a lead household 联户长 per group;
 * demo accounts 演示账号 covering every role.
 
-Geography: WGS84 lon/lat degrees around (118.80, 32.05). The irregular city outline is split
-recursively with Voronoi tessellation 泰森多边形 (random seeds, cells clipped to the parent),
-the shared edges of the finest tiling are then perturbed (so boundaries look hand-drawn, not
-straight), snap-rounded to 7 decimals (about 1 cm) and every coarser level is rebuilt as the
-exact union of its children. Siblings therefore tile their parent exactly: no gaps, no
-overlaps, every child inside its parent. If rounding or perturbation would break that
-tiling, the generator silently falls back to the unperturbed or unrounded tiling.
+Geography: WGS84 lon/lat degrees around (118.80, 32.05). The irregular city outline
+(radial noise, 128 vertices) is split recursively with Voronoi tessellation 泰森多边形
+(random seeds, denser towards the core, each cell clipped to its parent; a fragment cut off
+by a concave parent joins a neighbour). At every level the new internal edges are densified
+and wiggled sideways (never crossing another edge), so borders look drawn rather than
+straight while the parent's own boundary stays fixed. Finally the grid tiling is snap-rounded
+to 7 decimals (about 1 cm) and every unit is rebuilt as the exact union of its children:
+siblings share bit-identical vertices, so there are no gaps, no overlaps, and every child
+lies inside its parent. Should a wiggle or the rounding ever break that, the generator
+keeps the plain (unwiggled or unrounded) tiling instead.
+
+Other grid layers 其他网格图层 (多格合一, each a union of whole unified grids):
+
+* police beats 警务网格: ``P`` + town code[:9] + 3 digits, one or two adjacent villages;
+* urban management grids 城管网格: ``U`` + village code + 2 digits, two halves of a village.
 
 Deterministic: the same ``(size, seed)`` always yields the same codes, names, people and
 geometry (``random.Random(seed)``, ``numpy.random.default_rng(seed)`` and a ``Faker('zh_CN')``
@@ -34,7 +42,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeAlias, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -68,6 +76,9 @@ CENTER: Final = (118.80, 32.05)
 GRID_SIZE: Final = 1e-7
 """Coordinate precision of the final geometry, degrees (7 decimals, about 1 cm)."""
 
+_FINE_GRID: Final = 1e-11
+"""Snap-rounding precision while splitting; it only merges floating-point noise."""
+
 DEMO_PASSWORD: Final = "Shiyu@2026"
 """Password of every demo account 演示账号密码 (admin included)."""
 
@@ -79,7 +90,7 @@ _ID_WEIGHTS: Final = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK: Final = "10X98765432"
 
 FloatArray = npt.NDArray[np.float64]
-Geometry = Polygon | MultiPolygon
+Geometry: TypeAlias = Polygon | MultiPolygon
 
 
 # --------------------------------------------------------------------------- public model
@@ -200,7 +211,9 @@ SIZES: Final[dict[str, SizeSpec]] = {
 _CITY_NAMES: Final = ("宁川", "锦澜", "泓江", "澄阳", "鹭宁", "云川", "澜江", "清源")
 _DISTRICT_FIRST: Final = "玄秦鼓建栖雨江浦溧白紫钟清明临新青云龙凤金松"
 _DISTRICT_SECOND: Final = "湖淮楼邺霞台宁口合水阳川山源安平城溪"
-_PLACE_FIRST: Final = "梅桂兰竹菊柳杨桃李杏荷莲枫松柏樟槐芦茶稻禾丰福寿康和安乐泰兴隆盛永长万金银玉石沙翠碧红青东西南北中上新"
+_PLACE_FIRST: Final = (
+    "梅桂兰竹菊柳杨桃李杏荷莲枫松柏樟槐芦茶稻禾丰福寿康和安乐泰兴隆盛永长万金银玉石沙翠碧红青东西南北中上新"
+)
 _PLACE_SECOND: Final = "园林桥湾塘岗口埠集店庄营圩坝墩洲渡门坊巷苑港山岭溪泉湖河亭台阁铺寨浜滩坪"
 
 # (category, abbreviation, city-level name, district-level name); {c} city, {d} district, {ds} its stem
@@ -356,7 +369,7 @@ def _split(
         areas = [c.area for c in cells]
         if min(areas) < min_share * mean or abs(sum(areas) - parent.area) > 1e-9 * parent.area:
             continue
-        return cells
+        return _rebuild(cells, rng, grid_size=_FINE_GRID, perturb=True) or cells
     raise RuntimeError("could not split a polygon into single-part cells")
 
 
@@ -376,11 +389,11 @@ def _serpentine(cells: Sequence[Polygon], parent: Geometry) -> list[Polygon]:
 
 def _merge(geoms: Sequence[Geometry]) -> Geometry:
     """Exact union of tiles that share snapped vertices; a one-part result is a Polygon."""
-    merged = shapely.union_all(np.asarray(geoms, dtype=object), grid_size=GRID_SIZE)
+    merged: object = shapely.union_all(np.asarray(geoms, dtype=object), grid_size=GRID_SIZE)
     if isinstance(merged, MultiPolygon) and len(merged.geoms) == 1:
         merged = merged.geoms[0]
     if not isinstance(merged, Polygon | MultiPolygon):
-        raise RuntimeError(f"unexpected union result {merged.geom_type}")
+        raise RuntimeError(f"unexpected union result {type(merged).__name__}")
     return merged
 
 
@@ -434,35 +447,41 @@ def _fits(cand: LineString, i: int, current: list[LineString], tree: shapely.STR
 
 
 def _perturb_edges(
-    edges: list[LineString], grids: npt.NDArray[Any], radius: FloatArray, rng: np.random.Generator
+    edges: list[LineString], cells: npt.NDArray[Any], rng: np.random.Generator
 ) -> list[LineString]:
-    """Make shared edges wiggle 边界扰动 without ever crossing another edge.
+    """Make the shared edges of a tiling wiggle 边界扰动 without ever crossing another edge.
 
-    Each edge is displaced by at most 7 % of its chord and 30 % of the inscribed radius of
-    the grids beside it, so every grid keeps its pole of inaccessibility. Edges are moved one
-    at a time and checked against the current state of all others, so the final network is
-    still planar with the same faces.
+    Only edges between two cells move; edges on the parent's boundary stay fixed. An edge is
+    displaced by at most 8 % of its chord and 30 % of the inscribed radius of the cells beside
+    it, so each cell keeps its pole of inaccessibility. Edges move one at a time and are
+    checked against the current state of all others, so the network stays planar with the
+    same faces.
     """
     n = len(edges)
     if n == 0:
         return edges
+    mic = shapely.maximum_inscribed_circle(cells)
+    radius = shapely.length(mic)
     arr = np.empty(n, dtype=object)
     arr[:] = edges
     mids = shapely.line_interpolate_point(arr, 0.5, normalized=True)
-    edge_idx, grid_idx = shapely.STRtree(grids).query(mids, predicate="dwithin", distance=1e-6)
+    edge_idx, cell_idx = shapely.STRtree(cells).query(mids, predicate="dwithin", distance=1e-9)
+    sides = np.bincount(edge_idx, minlength=n)
     r_min = np.full(n, np.inf)
-    np.minimum.at(r_min, edge_idx, radius[grid_idx])
+    np.minimum.at(r_min, edge_idx, radius[cell_idx])
     r_min[~np.isfinite(r_min)] = 0.0
     coords = [shapely.get_coordinates(e) for e in edges]
     chord = np.array([math.hypot(*(c[-1] - c[0])) for c in coords])
     length = shapely.length(arr)
-    step = float(np.median(np.sqrt(shapely.area(grids)))) / 5.0
-    amp = np.minimum(0.07 * chord, 0.3 * r_min)
-    amp[(chord < 0.5 * length) | (length < 0.25 * step)] = 0.0
+    step = float(np.median(np.sqrt(shapely.area(cells)))) / 6.0
+    amp = np.minimum(0.08 * chord, 0.3 * r_min)
+    amp[(sides < 2) | (chord < 0.5 * length) | (length < 0.2 * step)] = 0.0
     weights = rng.uniform(-1.0, 1.0, size=(n, 3))
     phases = rng.uniform(0.0, 2.0 * math.pi, size=(n, 2))
     scale = rng.uniform(0.5, 1.0, size=n)
     a_max = float(amp.max())
+    if a_max <= 0.0:
+        return edges
     b = shapely.bounds(arr)
     tree = shapely.STRtree(shapely.box(b[:, 0] - a_max, b[:, 1] - a_max, b[:, 2] + a_max, b[:, 3] + a_max))
     current = list(edges)
@@ -477,41 +496,40 @@ def _perturb_edges(
     return current
 
 
-def _refine_grids(grids: list[Polygon], rng: np.random.Generator, *, perturb: bool) -> list[Polygon] | None:
-    """Rebuild the finest tiling from its (optionally perturbed) edge network, snap-rounded.
+def _rebuild(
+    cells: list[Polygon], rng: np.random.Generator, *, grid_size: float, perturb: bool
+) -> list[Polygon] | None:
+    """Rebuild a tiling from its noded (optionally perturbed) edge network.
 
-    The boundaries of all grids are noded and snap-rounded together, so two neighbours share
-    bit-identical vertices. Each new face is matched to its grid by the grid's pole of
-    inaccessibility. Returns None when the faces do not match the grids one to one.
+    The boundaries of all cells are noded and snap-rounded together to ``grid_size``, so two
+    neighbours share bit-identical vertices. Each new face is matched to its cell by the
+    cell's pole of inaccessibility 不可达极点. Returns None when the faces do not match the
+    cells one to one (callers then keep the input tiling).
     """
-    arr = np.empty(len(grids), dtype=object)
-    arr[:] = grids
-    mic = shapely.maximum_inscribed_circle(arr)
-    anchors = shapely.get_point(mic, 0)
-    radius = shapely.length(mic)
-    noded = shapely.union_all(shapely.boundary(arr), grid_size=GRID_SIZE)
-    edges = [e for e in shapely.get_parts(shapely.line_merge(noded)) if isinstance(e, LineString)]
+    arr = np.empty(len(cells), dtype=object)
+    arr[:] = cells
+    anchors = shapely.get_point(shapely.maximum_inscribed_circle(arr), 0)
+    noded = shapely.union_all(shapely.boundary(arr), grid_size=grid_size)
     if perturb:
-        edges = _perturb_edges(edges, arr, radius, rng)
-        network = shapely.union_all(np.asarray(edges, dtype=object), grid_size=GRID_SIZE)
-    else:
-        network = noded
-    faces = shapely.get_parts(shapely.polygonize(shapely.get_parts(network)))
-    if len(faces) != len(grids):
+        edges = [e for e in shapely.get_parts(shapely.line_merge(noded)) if isinstance(e, LineString)]
+        edges = _perturb_edges(edges, arr, rng)
+        noded = shapely.union_all(np.asarray(edges, dtype=object), grid_size=grid_size)
+    faces = shapely.get_parts(shapely.polygonize(shapely.get_parts(noded)))
+    if len(faces) != len(cells):
         return None
     anchor_idx, face_idx = shapely.STRtree(faces).query(anchors, predicate="within")
-    if len(anchor_idx) != len(grids) or len(set(anchor_idx.tolist())) != len(grids):
+    if len(anchor_idx) != len(cells) or len(set(anchor_idx.tolist())) != len(cells):
         return None
     if len(set(face_idx.tolist())) != len(faces):
         return None
-    out: list[Polygon] = list(grids)
+    out: list[Polygon] = list(cells)
     for a, f in zip(anchor_idx.tolist(), face_idx.tolist(), strict=True):
         face = faces[f]
         if not isinstance(face, Polygon) or not face.is_valid or len(face.interiors):
             return None
         out[a] = face
-    before, after = sum(g.area for g in grids), sum(g.area for g in out)
-    if abs(after - before) > (0.02 if perturb else 1e-6) * before:  # wiggles move the outline a bit
+    before, after = sum(c.area for c in cells), sum(c.area for c in out)
+    if abs(after - before) > 1e-7 * before:
         return None
     return out
 
@@ -531,7 +549,7 @@ def _mobile(fake: Faker) -> str:
 def _resident_id(fake: Faker, area: str) -> str:
     """A resident ID 居民身份证号 from Faker's ``ssn()``, re-homed to ``area`` (6-digit county code)
     with the check digit 校验码 recomputed (ISO 7064 MOD 11-2)."""
-    body = area + str(fake.ssn(min_age=25, max_age=75))[6:17]
+    body = area + str(cast(Any, fake).ssn(min_age=25, max_age=75))[6:17]
     total = sum(int(ch) * w for ch, w in zip(body, _ID_WEIGHTS, strict=True))
     return body + _ID_CHECK[total % 11]
 
@@ -652,7 +670,7 @@ def _finish_geometry(city: _Node, villages: list[_Node], rng: np.random.Generato
     children; keep the plain Voronoi geometry if that fails."""
     grid_nodes = [g for v in villages for g in v.children]
     plain = [_as_polygon(g.geom) for g in grid_nodes]
-    refined = _refine_grids(plain, rng, perturb=True) or _refine_grids(plain, rng, perturb=False)
+    refined = _rebuild(plain, rng, grid_size=GRID_SIZE, perturb=False)
     if refined is None:
         return
     for node, geom in zip(grid_nodes, refined, strict=True):
@@ -699,7 +717,13 @@ def _police_beats(city: _Node) -> list[DemoGrid]:
                     polygon = best[2]
                 k += 1
                 beats.append(
-                    DemoGrid(f"P{town.code[:9]}{k:03d}", f"{town.stem}派出所第{k}警务区", first.code, "police", polygon)
+                    DemoGrid(
+                        f"P{town.code[:9]}{k:03d}",
+                        f"{town.stem}派出所第{k}警务区",
+                        first.code,
+                        "police",
+                        polygon,
+                    )
                 )
     return beats
 
@@ -718,7 +742,11 @@ def _urban_grids(villages: list[_Node]) -> list[DemoGrid]:
                     continue
                 a = _merge([geoms[i] for i in combo])
                 b = _merge([geoms[i] for i in range(n) if i not in combo])
-                if not (isinstance(a, Polygon) and isinstance(b, Polygon)) or len(a.interiors) or len(b.interiors):
+                if (
+                    not (isinstance(a, Polygon) and isinstance(b, Polygon))
+                    or len(a.interiors)
+                    or len(b.interiors)
+                ):
                     continue
                 if best is None or a.length + b.length < best[0]:
                     best = (a.length + b.length, a, b)
@@ -727,7 +755,15 @@ def _urban_grids(villages: list[_Node]) -> list[DemoGrid]:
         halves = [best[1], best[2]] if best is not None else [village.geom]
         for k, half in enumerate(halves, start=1):
             if isinstance(half, Polygon):
-                out.append(DemoGrid(f"U{village.code}{k:02d}", f"{village.name}城管第{k}责任区", village.code, "urban", half))
+                out.append(
+                    DemoGrid(
+                        f"U{village.code}{k:02d}",
+                        f"{village.name}城管第{k}责任区",
+                        village.code,
+                        "urban",
+                        half,
+                    )
+                )
     return out
 
 

@@ -370,12 +370,27 @@ class PiiScrubbingFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # mismatched args: keep everything visible, but scrubbed
-            message = f"{record.msg!s} (args: {record.args!r})"
-        record.msg = scrub_text(message)
-        record.args = None
+        if isinstance(record.args, tuple) and record.args :
+            # Formatters such as uvicorn's access log unpack ``args``: keep the tuple's
+            # shape and scrub each piece, then check the rendered whole as well.
+            record.args = tuple(scrub_text(a) if isinstance(a, str) else a for a in record.args)
+            if isinstance(record.msg, str):
+                record.msg = scrub_text(record.msg)
+            try:
+                rendered = record.getMessage()
+            except Exception:  # mismatched args: keep everything visible, but scrubbed
+                rendered = f"{record.msg!s} (args: {record.args!r})"
+                record.msg, record.args = scrub_text(rendered), None
+            else:
+                if scrub_text(rendered) != rendered:
+                    record.msg, record.args = scrub_text(rendered), None
+        else:
+            try:
+                message = record.getMessage()
+            except Exception:  # mismatched args: keep everything visible, but scrubbed
+                message = f"{record.msg!s} (args: {record.args!r})"
+            record.msg = scrub_text(message)
+            record.args = None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:

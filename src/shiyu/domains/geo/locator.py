@@ -62,7 +62,8 @@ class GridLocator:
 
     ``codes[i]`` is the code of ``polygons[i]``. Polygons may be non-convex, have holes, or be
     MultiPolygons; ``None`` or empty geometries never match. The index is built once in the
-    constructor; instances are immutable afterwards and safe to share between threads.
+    constructor; queries do not modify the instance (GEOS prepared geometries cache their
+    point-in-area indexes lazily, so concurrent first use from several threads is not vouched for).
 
     ``cells_per_polygon`` tunes the raster resolution (memory/build time vs. query time);
     the default suits city grids (~3,000 polygons: about 0.3 s build, 3 MB table).
@@ -116,7 +117,7 @@ class GridLocator:
             self._nx = self._ny = 1
             self._table = np.full(2, _NONE, dtype=np.int32)
             self._cand_off = np.zeros(1, dtype=np.int64)
-            self._cand = np.zeros(0, dtype=np.int64)
+            self._cand = np.zeros(0, dtype=np.int32)
             return
         self._empty = False
         minx, miny, maxx, maxy = (float(v) for v in shapely.total_bounds(geoms[valid]))
@@ -173,8 +174,7 @@ class GridLocator:
             order = np.lexsort((pi, qi))
             qi, pi = qi[order], pi[order]
             counts = np.bincount(qi, minlength=bcells.size)
-            # No candidate -> nothing; a single candidate that covers the box -> that polygon.
-            table[bcells[counts == 0]] = _NONE
+            # No candidate: stays -1. A single candidate that covers the box -> that polygon.
             single = np.flatnonzero(counts == 1)
             if single.size:
                 first = np.searchsorted(qi, single)
@@ -185,14 +185,12 @@ class GridLocator:
                 keep_pair[first[covered]] = False
                 qi, pi = qi[keep_pair], pi[keep_pair]
             multi = np.flatnonzero(counts > 0)
-            new_id = np.full(bcells.size, -1, dtype=np.int64)
-            new_id[multi] = np.arange(multi.size)
             table[bcells[multi]] = -2 - np.arange(multi.size, dtype=np.int32)
             self._cand_off = np.concatenate(([0], np.cumsum(counts[multi]))).astype(np.int64)
-            self._cand = pi.astype(np.int64)
+            self._cand = pi.astype(np.int32)
         else:
             self._cand_off = np.zeros(1, dtype=np.int64)
-            self._cand = np.zeros(0, dtype=np.int64)
+            self._cand = np.zeros(0, dtype=np.int32)
         self._table = table
 
     def _lowest_hit(self, points: np.ndarray) -> np.ndarray:
@@ -311,7 +309,9 @@ class GridLocator:
             todo = todo[count[todo] > k]
         return out
 
-    def locate_many(self, lon: np.ndarray | Sequence[float], lat: np.ndarray | Sequence[float]) -> list[str | None]:
+    def locate_many(
+        self, lon: np.ndarray | Sequence[float], lat: np.ndarray | Sequence[float]
+    ) -> list[str | None]:
         """Codes of the grids containing each point (None where none)."""
         idx = self.locate_index_many(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
         return self._code_array[idx.reshape(-1)].tolist()

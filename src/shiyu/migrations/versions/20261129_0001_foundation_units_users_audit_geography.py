@@ -47,6 +47,9 @@ def upgrade() -> None:
     sa.Column('last_hash', sa.String(length=64), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_head'))
     )
+    # The chain head always exists, so appenders lock one row (SELECT ... FOR UPDATE)
+    # instead of racing to create it.
+    op.execute("INSERT INTO audit_head (id, last_seq, last_hash) VALUES (1, 0, '" + "0" * 64 + "')")
     op.create_table('geo_revision',
     sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('revision', sa.Integer(), nullable=False),

@@ -141,8 +141,6 @@ def authenticate(
         return fail("bad_credentials", None)
     if user.locked_until is not None and as_utc(user.locked_until) > now:
         return fail("locked", user)
-    if not user.is_active:
-        return fail("inactive", user)
     if not verify_password(user.password_hash, password):
         user.failed_logins += 1
         if user.failed_logins >= settings.lockout_threshold:
@@ -152,6 +150,9 @@ def authenticate(
                          scope_path=user.scope_path, actor=user.username,
                          detail={"minutes": settings.lockout_minutes})
         return fail("bad_credentials", user)
+    # Only after the password: a disabled account must not be told apart from a wrong password.
+    if not user.is_active:
+        return fail("inactive", user)
     needs_totp = user.totp_enabled or user.role in TOTP_REQUIRED
     if needs_totp:
         if not user.totp_secret:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from shiyu.kit.errors import Invalid, Locked, Unauthorized
 from shiyu.kit.pii import mask_phone
@@ -99,13 +99,6 @@ def list_users(
         stmt = stmt.where(User.unit_code == unit)
     rows = session.execute(stmt.order_by(User.username).limit(limit).offset(offset)).scalars()
     return [user_read(u) for u in rows]
-
-
-@router.get("/users/count", response_model=int, tags=["users"])
-def count_users(session: SessionDep, principal: PrincipalDep) -> int:
-    check_action(session, principal, "user.read", object_type="user")
-    stmt = scope(select(User), principal, "user.read", User.scope_path)
-    return int(session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one())
 
 
 @router.get("/users/{user_id}", response_model=UserRead, tags=["users"])

@@ -7,9 +7,17 @@ import re
 import uuid
 from typing import Any
 
+from shiyu.kit.pii import scrub_text
 from shiyu.platform.web.messages import detail, pick_locale, title
 
 _RID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def new_request_id() -> str:
+    """A random id in groups of four hex digits, so it can never look like a phone
+    number or resident ID to a reader or a scrubber."""
+    h = uuid.uuid4().hex
+    return "-".join(h[i : i + 4] for i in range(0, 32, 4))
 
 
 class RequestIdMiddleware:
@@ -26,8 +34,8 @@ class RequestIdMiddleware:
         for k, v in scope.get("headers", []):
             if k == b"x-request-id":
                 cand = v.decode("latin-1")
-                rid = cand if _RID.match(cand) else None
-        rid = rid or uuid.uuid4().hex
+                rid = cand if _RID.match(cand) and scrub_text(cand) == cand else None
+        rid = rid or new_request_id()
         scope.setdefault("state", {})["request_id"] = rid
 
         async def _send(message: dict[str, Any]) -> None:
@@ -53,11 +61,15 @@ class BodyLimitMiddleware:
     async def _reject(self, scope: dict[str, Any], send: Any) -> None:
         headers = dict(scope.get("headers", []))
         loc = pick_locale(headers.get(b"accept-language", b"").decode("latin-1") or None)
-        body = json.dumps({
+        problem: dict[str, Any] = {
             "type": "urn:shiyu:problem:payload_too_large", "title": title(413, loc), "status": 413,
             "detail": detail("payload_too_large", loc), "instance": scope.get("path", ""),
             "code": "payload_too_large", "field": "body", "limit_bytes": self.limit,
-        }, ensure_ascii=False).encode()
+        }
+        rid = scope.get("state", {}).get("request_id")
+        if rid:
+            problem["request_id"] = rid
+        body = json.dumps(problem, ensure_ascii=False).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/problem+json"),
                                 (b"content-length", str(len(body)).encode())]})
@@ -78,18 +90,28 @@ class BodyLimitMiddleware:
                     return
         seen = 0
         started = False
+        too_large = replaced = False
 
         async def _receive() -> dict[str, Any]:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    too_large = True
                     raise _TooLarge
             return message
 
         async def _send(message: dict[str, Any]) -> None:
-            nonlocal started
+            nonlocal started, replaced
+            if too_large and not started and message["type"] == "http.response.start":
+                # The app caught _TooLarge while reading the body (FastAPI turns any body
+                # error into a 400): answer 413 instead and drop the app's own response.
+                started = replaced = True
+                await self._reject(scope, send)
+                return
+            if replaced:
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
