@@ -3,36 +3,42 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PORT   ?= 8000
-STAMP   = $(VENV)/.installed
+BASE    = $(VENV)/.installed-base
+DEV     = $(VENV)/.installed-dev
 
-.PHONY: demo test install dev serve lint bench clean
+.PHONY: demo test install dev lint bench clean
 
 $(VENV)/bin/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11+)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(VENV)/bin/python
+$(BASE): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -e .
+	touch $(BASE)
+
+$(DEV): pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
-	touch $(STAMP)
+	touch $(BASE) $(DEV)
 
-install: $(STAMP)
+install: $(BASE)
+
+dev: $(DEV)
 
 demo: install
 	$(VENV)/bin/shiyu db upgrade
 	$(VENV)/bin/shiyu demo load --size small
 	$(VENV)/bin/shiyu serve --host 127.0.0.1 --port $(PORT)
 
-test: install
+test: dev
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/pytest
 
-lint: install
+lint: dev
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/lint-imports
 
-bench: install
+bench: dev
 	$(PY) benchmarks/locate_points.py --json benchmarks/results.json
 
 clean:

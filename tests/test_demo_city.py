@@ -463,7 +463,7 @@ def test_geojson(small: DemoCity) -> None:
     features = fc["features"]
     assert len(features) == len(small.units) + len(small.grids)
     seen: set[str] = set()
-    kinds = Counter()
+    kinds: Counter[str] = Counter()
     for f in features:
         props = f["properties"]
         assert set(props) == {"code", "name", "kind", "parent"}

@@ -218,7 +218,8 @@ def import_geojson(
                            "reason": "a unified-layer grid must lie in a village/community"})
             continue
         if parent[0] == "department":
-            errors.append({"index": f.index, "field": "properties.parent", "reason": "a grid cannot belong to a department"})
+            errors.append({"index": f.index, "field": "properties.parent",
+                           "reason": "a grid cannot belong to a department"})
             continue
         old_grid = grid_codes_in_db.get(f.code)
         if old_grid is not None and old_grid.layer_code != layer:
@@ -241,6 +242,7 @@ def import_geojson(
     for f in unit_feats:
         kind, level, parent_code, path = resolved[f.code]
         old = existing_units.get(f.code)
+        attributes_unchanged = False
         if old is None:
             session.add(Unit(code=f.code, name=f.name, kind=f.kind, level=level, parent_code=parent_code,
                              path=path, category=f.category))
@@ -256,12 +258,15 @@ def import_geojson(
             updated += 1
         else:
             unchanged += 1
+            attributes_unchanged = True
         if f.geom is not None:
             c, u = _upsert_boundary(session, f.code, f.geom)
             if c or u:
                 audit.record(session, principal, "unit.boundary", object_type="unit", object_id=f.code,
                              scope_path=path)
-                if old is not None and not (old.name != f.name):
+                # A boundary-only change turns an unchanged unit into an updated one; a unit
+                # already counted as created or updated stays counted once.
+                if attributes_unchanged:
                     unchanged -= 1
                     updated += 1
         done += 1

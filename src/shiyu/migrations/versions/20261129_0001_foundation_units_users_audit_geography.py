@@ -5,10 +5,10 @@ Revises:
 Create Date: 2026-11-29 08:48:41.938486
 """
 
-from alembic import op
 import sqlalchemy as sa
-import shiyu.kit.db
+from alembic import op
 
+import shiyu.kit.db
 
 revision = '0001'
 down_revision = None

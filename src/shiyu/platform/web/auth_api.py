@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from shiyu.kit.errors import Invalid, Locked, Unauthorized
 from shiyu.kit.pii import mask_phone
+from shiyu.platform.audit.guard import check_action
 from shiyu.platform.authz.rules import ACTIONS
 from shiyu.platform.authz.scope import scope
 from shiyu.platform.identity import service
@@ -25,7 +26,6 @@ from shiyu.platform.identity.schemas import (
     UserCreated,
     UserRead,
 )
-from shiyu.platform.audit.guard import check_action
 from shiyu.platform.web.deps import PrincipalDep, SessionDep, request_id
 from shiyu.platform.web.problems import domain_problem
 
