@@ -10,6 +10,7 @@ import os
 os.environ.setdefault("SHIYU_ARGON2_TIME_COST", "1")
 os.environ.setdefault("SHIYU_ARGON2_MEMORY_KIB", "8192")
 
+import itertools  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -36,13 +37,30 @@ def fresh_database_url(tmp: Path, name: str) -> str:
         return f"sqlite:///{tmp / (name + '.db')}"
     url = make_url(base)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    dbname = f"{url.database}_{name}_{worker}".lower()
+    dbname = f"{url.database}_{name}_{worker}_{os.getpid()}_{next(_counter)}".lower()
+    _created.append((url.render_as_string(hide_password=False), dbname))
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{dbname}"'))
     admin.dispose()
     return url.set(database=dbname).render_as_string(hide_password=False)
+
+
+_counter = itertools.count()
+_created: list[tuple[str, str]] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop the PostgreSQL databases this run created."""
+    for base, dbname in _created:
+        try:
+            admin = create_engine(base, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
+            admin.dispose()
+        except Exception:  # best effort: a leftover database is harmless
+            pass
 
 
 def make_db(url: str) -> Database:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -424,6 +425,24 @@ def test_locate_follows_changes(world: Database) -> None:
     fc["features"][I_G2]["geometry"] = box(118.07, 32.00, 118.10, 32.10)
     run_import(world, fc)
     assert locate(world, 118.06, 32.05).grid == G1
+
+
+def test_locate_in_a_recreated_database(tmp_path: Path) -> None:
+    """A database dropped and recreated under the same URL must not reuse the old spatial index."""
+    from shiyu.dbadmin import upgrade
+
+    url = f"sqlite:///{tmp_path / 'again.db'}"
+    for g1_east, expected in [(118.05, G2), (118.07, G1)]:
+        for leftover in tmp_path.glob("again.db*"):
+            leftover.unlink()
+        db = Database(url)
+        upgrade(db)
+        fc = base_fc()
+        fc["features"][I_G1]["geometry"] = box(118.00, 32.00, g1_east, 32.10)
+        fc["features"][I_G2]["geometry"] = box(g1_east, 32.00, 118.10, 32.10)
+        run_import(db, fc)
+        assert locate(db, 118.06, 32.05).grid == expected
+        db.dispose()
 
 
 def test_scoped_locate(world: Database) -> None:

@@ -8,6 +8,7 @@ known in every layer.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -415,19 +416,22 @@ class _LayerIndex:
     meta: tuple[tuple[str, str, str], ...]  # (name, unit_code, scope_path) per grid index
 
 
-_cache: dict[tuple[str, str], _LayerIndex] = {}
+#: Per connection pool (one per engine), then per layer. Not keyed by URL: a database
+#: dropped and recreated under the same URL (tests, restores) must not reuse the old index.
+_cache: weakref.WeakKeyDictionary[Any, dict[str, _LayerIndex]] = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
 
 
 def layer_index(session: Session, layer: str = UNIFIED_LAYER) -> _LayerIndex:
     """The spatial index of a layer, built once per geography revision and reused."""
     rev = revision(session)
-    key = (str(session.get_bind().engine.url), layer)
-    idx = _cache.get(key)
+    pool = session.get_bind().engine.pool
+    idx = _cache.get(pool, {}).get(layer)
     if idx is not None and idx.revision == rev:
         return idx
     with _cache_lock:
-        idx = _cache.get(key)
+        per_db = _cache.setdefault(pool, {})
+        idx = per_db.get(layer)
         if idx is not None and idx.revision == rev:
             return idx
         rows = session.execute(
@@ -437,7 +441,7 @@ def layer_index(session: Session, layer: str = UNIFIED_LAYER) -> _LayerIndex:
         polys = shapely.from_wkb([bytes(r.geom) for r in rows]) if rows else []
         idx = _LayerIndex(rev, GridLocator([r.code for r in rows], list(polys)),
                           tuple((r.name, r.unit_code, r.scope_path) for r in rows))
-        _cache[key] = idx
+        per_db[layer] = idx
         return idx
 
 

@@ -75,7 +75,7 @@ def create_user(
             raise Invalid("bad phone", code="phone_format", field="phone") from exc
     unit = units.get(session, unit_code)
     if unit is None:
-        raise Invalid("unknown unit", code="unknown_unit", field="unit", params={"code": unit_code})
+        raise Invalid("unknown unit", code="unknown_unit", field="unit_code", params={"code": unit_code})
     check_scope(session, principal, "user.write", unit.path, object_type="unit", object_id=unit.code)
     if session.execute(select(User.id).where(User.username == username)).first():
         raise Conflict("username taken", code="username_taken", field="username")

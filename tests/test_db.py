@@ -1,0 +1,67 @@
+"""Database plumbing: durability settings, migrations matching the models, unit tree paths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import select
+
+from shiyu.all_models import metadata
+from shiyu.platform.units import service as units
+from shiyu.platform.units.models import Unit
+from shiyu.platform.units.rules import admin_kind_of, check_unit_code
+
+
+def test_durability_settings(db: Any) -> None:
+    with db.engine.connect() as conn:
+        if db.sqlite:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        else:
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+
+
+def test_foreign_keys_enforced(empty_db: Any) -> None:
+    import pytest
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError), empty_db.unit_of_work() as s:
+        s.add(Unit(code="320102000000", name="x", kind="district", level=2, parent_code="399900000000",
+                   path="/399900000000/320102000000/"))
+        s.flush()
+
+
+def test_migrations_match_models(db: Any) -> None:
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), metadata)
+    assert diff == [], f"models and migrations differ; add a migration: {diff}"
+
+
+def test_descendants_by_path(db: Any) -> None:
+    with db.unit_of_work(write=False) as s:
+        district = units.get(s, "320102000000")
+        assert district is not None
+        below = s.execute(select(Unit.code).where(Unit.path.startswith(district.path), Unit.code != district.code)
+                          ).scalars().all()
+        assert below and all(c.startswith("320102") for c in below)
+        assert units.descendant_count(s, district) == len(below)
+        village = s.execute(select(Unit).where(Unit.kind == "village", Unit.path.startswith(district.path))
+                            ).scalars().first()
+        assert units.chain_codes(village)[-1] == "320100000000"
+        assert len(units.chain_codes(village)) == 4
+
+
+def test_code_rules() -> None:
+    assert admin_kind_of("320100000000") == "city"
+    assert admin_kind_of("320102000000") == "district"
+    assert admin_kind_of("320102001000") == "town"
+    assert admin_kind_of("320102001201") == "village"
+    assert admin_kind_of("32010200100") is None
+    assert check_unit_code("320102001000", "town", "320102000000", "district") is None
+    assert check_unit_code("320103001000", "town", "320102000000", "district") is not None  # wrong prefix
+    assert check_unit_code("320102001000", "village", "320102000000", "district") is not None  # wrong level
+    assert check_unit_code("320102000000-GA", "department", "320102000000", "district") is None
+    assert check_unit_code("320102000000-GA", "department", "320103000000", "district") is not None
