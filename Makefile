@@ -38,8 +38,9 @@ lint: dev
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/lint-imports
 
+# Every script in benchmarks/ takes --json PATH and merges its figures into results.json.
 bench: dev
-	$(PY) benchmarks/locate_points.py --json benchmarks/results.json
+	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f --json benchmarks/results.json || exit 1; done
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

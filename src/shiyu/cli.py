@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from shiyu.config import get_settings
@@ -50,10 +51,12 @@ def _progress() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
 
 
 def _fail(exc: DomainError, code: int = 1) -> None:
-    console.print(f"[red]error:[/red] {exc.detail or exc.code}" + (f" (field: {exc.field})" if exc.field else ""))
+    # Messages quote user input (codes, names): print them as text, never as Rich markup.
+    console.print("[red]error:[/red] " + escape(f"{exc.detail or exc.code}" + (f" (field: {exc.field})"
+                                                                                 if exc.field else "")))
     for e in exc.errors[:50]:
         where = f"feature {e.get('index')}" if e.get("index") is not None else "file"
-        console.print(f"  {where}: {e.get('field', '')}: {e.get('reason') or e.get('message')}")
+        console.print(escape(f"  {where}: {e.get('field', '')}: {e.get('reason') or e.get('message')}"))
     if len(exc.errors) > 50:
         console.print(f"  … and {len(exc.errors) - 50} more")
     raise typer.Exit(code)
@@ -176,7 +179,7 @@ def geo_import(
     try:
         data: Any = json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        console.print(f"[red]error:[/red] {file} is not valid JSON: {exc}")
+        console.print("[red]error:[/red] " + escape(f"{file} is not valid JSON: {exc}"))
         raise typer.Exit(2) from exc
     total = len(data.get("features", [])) if isinstance(data, dict) and isinstance(data.get("features"), list) else 0
     try:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
@@ -11,24 +9,11 @@ from shiyu import __version__
 from shiyu.config import Settings, get_settings
 from shiyu.domains.geo.api import router as geo_router
 from shiyu.kit.db import Database, get_database
-from shiyu.kit.pii import PiiScrubbingFilter
+from shiyu.kit.pii import install_log_scrubbing
 from shiyu.platform.web import problems
 from shiyu.platform.web.audit_api import router as audit_router
 from shiyu.platform.web.auth_api import router as auth_router
 from shiyu.platform.web.middleware import BodyLimitMiddleware, RequestIdMiddleware
-
-
-def install_log_scrubbing() -> None:
-    """No resident ID or phone number reaches a log line unmasked."""
-    flt = PiiScrubbingFilter()
-    for name in ("", "shiyu", "uvicorn", "uvicorn.error", "uvicorn.access", "sqlalchemy"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, PiiScrubbingFilter) for f in logger.filters):
-            logger.addFilter(flt)
-    root = logging.getLogger()
-    for handler in root.handlers:
-        if not any(isinstance(f, PiiScrubbingFilter) for f in handler.filters):
-            handler.addFilter(flt)
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:

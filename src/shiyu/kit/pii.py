@@ -16,7 +16,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 __all__ = [
     "PROVINCE_CODES",
@@ -398,3 +398,22 @@ class PiiScrubbingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = scrub_text(record.stack_info)
         return True
+
+
+def install_log_scrubbing() -> None:
+    """Scrub every log record 日志脱敏 as it is created, whatever logger made it and whatever
+    handler gets it: a filter on a parent logger (e.g. ``sqlalchemy``) never sees the
+    records of its children (``sqlalchemy.engine.Engine`` logs result rows at DEBUG),
+    and handlers attached later (test capture, a new root handler) have no filter."""
+    old_factory = logging.getLogRecordFactory()
+    if getattr(old_factory, "_shiyu_scrubbing", False):
+        return
+    flt = PiiScrubbingFilter()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = old_factory(*args, **kwargs)
+        flt.filter(record)
+        return record
+
+    factory._shiyu_scrubbing = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)

@@ -91,7 +91,7 @@ def list_users(
     principal: PrincipalDep,
     unit: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> list[UserRead]:
     check_action(session, principal, "user.read", object_type="user")
     stmt = scope(select(User), principal, "user.read", User.scope_path)

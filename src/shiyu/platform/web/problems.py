@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shiyu.kit.errors import DomainError
-from shiyu.kit.pii import PiiScrubbingFilter, scrub_text
+from shiyu.kit.pii import scrub_text
 from shiyu.platform.web.messages import detail, pick_locale, title, validation_message
 
 log = logging.getLogger("shiyu.web")
@@ -38,7 +38,7 @@ def problem(
         "title": title(status, loc),
         "status": status,
         "detail": detail_text or detail(code, loc, title(status, loc)),
-        "instance": request.url.path,
+        "instance": scrub_text(request.url.path),  # the path may carry what the client typed
         "code": code,
     }
     if field:
@@ -74,27 +74,7 @@ def _field_of(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def _install_log_record_scrubbing() -> None:
-    """Scrub every log record as it is created, whatever logger made it and whatever
-    handler gets it: a filter on a parent logger (e.g. ``sqlalchemy``) never sees the
-    records of its children (``sqlalchemy.engine.Engine`` logs result rows at DEBUG),
-    and handlers attached later (test capture, a new root handler) have no filter."""
-    old_factory = logging.getLogRecordFactory()
-    if getattr(old_factory, "_shiyu_scrubbing", False):
-        return
-    flt = PiiScrubbingFilter()
-
-    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = old_factory(*args, **kwargs)
-        flt.filter(record)
-        return record
-
-    factory._shiyu_scrubbing = True  # type: ignore[attr-defined]
-    logging.setLogRecordFactory(factory)
-
-
 def install(app: FastAPI) -> None:
-    _install_log_record_scrubbing()
 
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
