@@ -39,6 +39,17 @@ def _db() -> Database:
     return get_database(get_settings().resolved_database_url())
 
 
+def _ready_db() -> Database:
+    """The database, refusing clearly when its schema was never created."""
+    from shiyu.dbadmin import current
+
+    db = _db()
+    if current(db) is None:
+        console.print("the database has no schema yet; run `shiyu db upgrade` first 数据库尚未初始化", markup=False)
+        raise typer.Exit(2)
+    return db
+
+
 @contextmanager
 def _progress() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -106,7 +117,7 @@ def demo_users(as_json: Annotated[bool, typer.Option("--json", help="print JSON"
     from shiyu.demo.city import DEMO_PASSWORD
     from shiyu.demo.load import demo_accounts
 
-    with _db().unit_of_work(write=False) as session:
+    with _ready_db().unit_of_work(write=False) as session:
         accounts = demo_accounts(session, DEMO_PASSWORD)
     if as_json:
         typer.echo(json.dumps(accounts, ensure_ascii=False, indent=2))
@@ -201,7 +212,7 @@ def geo_locate(
     """The grid containing a point and its chain of units up to the city. Exit 3 if none."""
     from shiyu.domains.geo import service as geo
 
-    with _db().unit_of_work(write=False) as session:
+    with _ready_db().unit_of_work(write=False) as session:
         found = geo.locate_point(session, lon, lat)
     if found is None:
         console.print(f"no grid contains the point ({lon}, {lat}) 该点不在任何网格内")
@@ -223,7 +234,7 @@ def audit_verify() -> None:
     """Verify the audit hash chain. Exit 0 with the count when intact, 1 naming the first bad entry."""
     from shiyu.platform.audit import service as audit
 
-    with _db().unit_of_work(write=False) as session:
+    with _ready_db().unit_of_work(write=False) as session:
         total = audit.count(session)
         with Progress(TextColumn("verify 校验"), BarColumn(), MofNCompleteColumn(), console=console) as progress:
             task = progress.add_task("verify", total=total)

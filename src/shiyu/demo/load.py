@@ -97,8 +97,8 @@ def load_city(session: Session, city: DemoCity, *, step: Step = _noop_step) -> L
         "size": city.size, "seed": city.seed,
         "accounts": [{"username": u.username, "role": u.role, "unit_code": u.unit_code} for u in city.users],
     })
-    return LoadReport(units=rep.created, grids=len(city.grids), departments=added_depts, households=added_hh,
-                      users=added_users)
+    return LoadReport(units=rep.created - rep.grids_created, grids=rep.grids_created, departments=added_depts,
+                      households=added_hh, users=added_users)
 
 
 def load_demo(session: Session, size: str = "small", seed: int = 1, *, step: Step = _noop_step) -> LoadReport:

@@ -70,3 +70,4 @@ class ImportReport(BaseModel):
     updated: int
     unchanged: int
     features: int
+    grids_created: int = 0

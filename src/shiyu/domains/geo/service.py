@@ -238,7 +238,7 @@ def import_geojson(
     if errors:
         raise Invalid("bad features", code="bad_features", field="features", errors=errors)
 
-    created = updated = unchanged = 0
+    created = updated = unchanged = grids_created = 0
     done = 0
     for f in unit_feats:
         kind, level, parent_code, path = resolved[f.code]
@@ -287,6 +287,7 @@ def import_geojson(
             audit.record(session, principal, "grid.create", object_type="grid", object_id=f.code,
                          scope_path=path, detail={"name": f.name, "layer": layer})
             created += 1
+            grids_created += 1
             changed_grids = True
         elif (old_grid.name, old_grid.unit_code, bytes(old_grid.geom)) != (f.name, f.parent, wkb):
             if old_grid.unit_code != f.parent and not check_in_import_scope(principal, old_grid.scope_path):
@@ -315,7 +316,8 @@ def import_geojson(
             link_layer(session, layer)
     if progress:
         progress(done % 100)
-    return ImportReport(created=created, updated=updated, unchanged=unchanged, features=len(feats))
+    return ImportReport(created=created, updated=updated, unchanged=unchanged, features=len(feats),
+                        grids_created=grids_created)
 
 
 def check_in_import_scope(principal: Principal, path: str) -> bool:

@@ -76,6 +76,7 @@ def _entry(
     scope_path: str | None,
     detail: dict[str, Any] | None,
     actor: str | None = None,
+    request_id: str | None = None,
 ) -> PendingEntry:
     return PendingEntry(
         at=utcnow(),
@@ -87,7 +88,7 @@ def _entry(
         object_type=object_type,
         object_id=None if object_id is None else str(object_id),
         result=result,
-        request_id=principal.request_id if principal else None,
+        request_id=request_id or (principal.request_id if principal else None),
         scope_path=scope_path,
         detail=_clean(detail or {}),
     )
@@ -104,11 +105,12 @@ def record(
     scope_path: str | None = None,
     detail: dict[str, Any] | None = None,
     actor: str | None = None,
+    request_id: str | None = None,
 ) -> None:
     """Audit a change: written in the same transaction as the change itself."""
     session.info.setdefault(_PENDING, []).append(
         _entry(principal, action, object_type=object_type, object_id=_s(object_id), result=result,
-               scope_path=scope_path, detail=detail, actor=actor)
+               scope_path=scope_path, detail=detail, actor=actor, request_id=request_id)
     )
 
 
@@ -123,12 +125,13 @@ def record_detached(
     scope_path: str | None = None,
     detail: dict[str, Any] | None = None,
     actor: str | None = None,
+    request_id: str | None = None,
 ) -> None:
     """Audit something that must be kept even if the unit of work rolls back (denials,
     failed logins). The edge writes these after the main transaction ends."""
     session.info.setdefault(_DETACHED, []).append(
         _entry(principal, action, object_type=object_type, object_id=_s(object_id), result=result,
-               scope_path=scope_path, detail=detail, actor=actor)
+               scope_path=scope_path, detail=detail, actor=actor, request_id=request_id)
     )
 
 

@@ -127,14 +127,23 @@ def authenticate(
     settings = get_settings()
     now = utcnow()
     user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
-    anon = None
 
     def fail(reason: str, u: User | None) -> LoginOutcome:
-        p = load_principal(session, u, request_id=request_id) if u else anon
+        p = load_principal(session, u, request_id=request_id) if u else None
         audit.record(session, p, "auth.login", object_type="user", object_id=u.id if u else None,
-                     result="failed", scope_path=u.scope_path if u else None,
+                     result="failed", scope_path=u.scope_path if u else None, request_id=request_id,
                      detail={"reason": reason}, actor=username[:64] if u is None else None)
         return LoginOutcome(False, reason)
+
+    def count_failure(u: User) -> None:
+        """Consecutive failures (password or one-time code) lock the account."""
+        u.failed_logins += 1
+        if u.failed_logins >= settings.lockout_threshold:
+            u.locked_until = now + timedelta(minutes=settings.lockout_minutes)
+            u.failed_logins = 0
+            audit.record(session, None, "auth.lockout", object_type="user", object_id=u.id,
+                         scope_path=u.scope_path, actor=u.username, request_id=request_id,
+                         detail={"minutes": settings.lockout_minutes})
 
     if user is None:
         verify_password(dummy_hash(), password)
@@ -142,13 +151,7 @@ def authenticate(
     if user.locked_until is not None and as_utc(user.locked_until) > now:
         return fail("locked", user)
     if not verify_password(user.password_hash, password):
-        user.failed_logins += 1
-        if user.failed_logins >= settings.lockout_threshold:
-            user.locked_until = now + timedelta(minutes=settings.lockout_minutes)
-            user.failed_logins = 0
-            audit.record(session, None, "auth.lockout", object_type="user", object_id=user.id,
-                         scope_path=user.scope_path, actor=user.username,
-                         detail={"minutes": settings.lockout_minutes})
+        count_failure(user)
         return fail("bad_credentials", user)
     # Only after the password: a disabled account must not be told apart from a wrong password.
     if not user.is_active:
@@ -160,10 +163,7 @@ def authenticate(
         if not totp:
             return fail("totp_required", user)
         if not verify_totp(user.totp_secret, totp):
-            user.failed_logins += 1
-            if user.failed_logins >= settings.lockout_threshold:
-                user.locked_until = now + timedelta(minutes=settings.lockout_minutes)
-                user.failed_logins = 0
+            count_failure(user)
             return fail("bad_totp", user)
     user.failed_logins = 0
     user.locked_until = None

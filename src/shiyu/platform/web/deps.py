@@ -55,6 +55,7 @@ def _principal(request: Request, session: SessionDep) -> Principal:
     principal = identity.principal_from_token(session, token.strip(), request_id=request_id(request))
     if principal is None:
         audit.record_detached(session, None, "auth.token", result="denied", actor="anonymous",
+                              request_id=request_id(request),
                               detail={"reason": "invalid or expired token", "path": request.url.path})
         raise Unauthorized("invalid or expired token", code="unauthorized")
     return principal
