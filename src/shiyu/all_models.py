@@ -1,6 +1,7 @@
 """Imports every ORM model so ``Base.metadata`` is complete (Alembic, tests)."""
 
 from shiyu.domains.geo import models as geo_models  # noqa: F401
+from shiyu.domains.items import models as items_models  # noqa: F401
 from shiyu.kit import meta as kit_meta  # noqa: F401
 from shiyu.kit.db import Base
 from shiyu.platform.audit import models as audit_models  # noqa: F401

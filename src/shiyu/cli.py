@@ -26,11 +26,13 @@ demo_app = typer.Typer(help="Demo city 演示城市.", no_args_is_help=True)
 user_app = typer.Typer(help="Users 用户.", no_args_is_help=True)
 geo_app = typer.Typer(help="Geography 地理: units, grids, location.", no_args_is_help=True)
 audit_app = typer.Typer(help="Audit log 审计日志.", no_args_is_help=True)
+sla_app = typer.Typer(help="Deadlines 时限: the SLA tick.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(user_app, name="user")
 app.add_typer(geo_app, name="geo")
 app.add_typer(audit_app, name="audit")
+app.add_typer(sla_app, name="sla")
 
 console = Console(stderr=True)
 
@@ -79,10 +81,14 @@ def _fail(exc: DomainError, code: int = 1) -> None:
 def db_upgrade() -> None:
     """Create or migrate the database schema to the newest revision."""
     from shiyu.dbadmin import current, upgrade
+    from shiyu.domains.items.config import seed_catalogues
 
     db = _db()
     upgrade(db)
-    console.print(f"database at revision {current(db)} ({db.engine.url.render_as_string(hide_password=True)})")
+    with db.unit_of_work() as session:
+        n_cat, n_rule, n_hol = seed_catalogues(session)
+    console.print(f"database at revision {current(db)} ({db.engine.url.render_as_string(hide_password=True)}); "
+                  f"seeded {n_cat} categories, {n_rule} deadline rules, {n_hol} calendar days", markup=False)
 
 
 # --------------------------------------------------------------------------- demo
@@ -245,6 +251,39 @@ def audit_verify() -> None:
     typer.echo(f"audit chain BROKEN at entry {result.bad_seq}: {result.reason} "
                f"({result.checked} entries verified before it)")
     raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- sla
+
+@sla_app.command("tick")
+def sla_tick(
+    now: Annotated[str | None, typer.Option(help="ISO 8601 time to run as (default: now)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Mark items due soon and overdue, notify, and escalate overdue items one level up."""
+    from datetime import datetime
+
+    from shiyu.domains.items.tasks import sla_tick as tick
+    from shiyu.kit.timeutil import utcnow
+
+    if now:
+        try:
+            at = datetime.fromisoformat(now)
+        except ValueError as exc:
+            console.print(f"--now must be ISO 8601, e.g. 2026-11-29T09:00:00+08:00 ({exc})", markup=False)
+            raise typer.Exit(2) from exc
+        if at.tzinfo is None:
+            console.print("--now needs a time zone, e.g. +08:00 or Z", markup=False)
+            raise typer.Exit(2)
+    else:
+        at = utcnow()
+    with _ready_db().unit_of_work() as session:
+        report = tick(session, at)
+    if as_json:
+        typer.echo(report.model_dump_json())
+        return
+    typer.echo(f"{at.isoformat()}: due soon {len(report.due_soon)}, overdue {len(report.overdue)}, "
+               f"escalated {len(report.escalated)}, supervision overdue {len(report.supervision_overdue)}")
 
 
 if __name__ == "__main__":

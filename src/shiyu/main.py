@@ -8,6 +8,7 @@ from fastapi.responses import HTMLResponse
 from shiyu import __version__
 from shiyu.config import Settings, get_settings
 from shiyu.domains.geo.api import router as geo_router
+from shiyu.domains.items.api import router as items_router
 from shiyu.kit.db import Database, get_database
 from shiyu.kit.pii import install_log_scrubbing
 from shiyu.platform.web import problems
@@ -29,6 +30,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     problems.install(app)
     app.include_router(auth_router)
     app.include_router(geo_router)
+    app.include_router(items_router)
     app.include_router(audit_router)
 
     @app.get("/healthz", tags=["ops"])

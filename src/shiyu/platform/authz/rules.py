@@ -38,17 +38,29 @@ ACTIONS: Final = (
     "user.read",
     "user.write",
     "geo.write",
+    "item.read",
+    "item.create",
+    "item.dispatch",
+    "item.handle",
+    "item.escalate",
+    "item.reply",
+    "item.rate",
+    "item.supervise",
+    "item.export",
+    "item.configure",
 )
 
 _READ_GEO = {"unit.read", "grid.read"}
 
 ROLE_ACTIONS: Final[dict[str, frozenset[str]]] = {
-    "grid_worker": frozenset(_READ_GEO | {"household.read", "pii.reveal"}),
-    "dispatcher": frozenset(_READ_GEO | {"household.read", "pii.reveal"}),
-    "department_handler": frozenset(_READ_GEO),
-    "mediator": frozenset(_READ_GEO | {"household.read", "pii.reveal"}),
-    "leader": frozenset(_READ_GEO | {"household.read"}),
-    "auditor": frozenset(_READ_GEO | {"household.read", "audit.read", "user.read"}),
+    "grid_worker": frozenset(_READ_GEO | {"household.read", "pii.reveal", "item.read", "item.create", "item.rate"}),
+    "dispatcher": frozenset(_READ_GEO | {"household.read", "pii.reveal", "item.read", "item.create", "item.dispatch",
+                                         "item.escalate", "item.reply", "item.rate", "item.export"}),
+    "department_handler": frozenset(_READ_GEO | {"item.read", "item.handle", "item.escalate", "item.reply"}),
+    "mediator": frozenset(_READ_GEO | {"household.read", "pii.reveal", "item.read", "item.create", "item.handle",
+                                       "item.reply"}),
+    "leader": frozenset(_READ_GEO | {"household.read", "item.read", "item.supervise", "item.export"}),
+    "auditor": frozenset(_READ_GEO | {"household.read", "audit.read", "user.read", "item.read", "item.export"}),
     "admin": frozenset(ACTIONS),
 }
 

@@ -59,17 +59,24 @@ class BodyLimitMiddleware:
     """Refuse bodies over ``limit`` bytes with a 413 Problem Details response, whether
     the size is declared in Content-Length or only discovered while streaming."""
 
+    #: Paths (suffixes) that take file uploads get a larger limit.
+    UPLOAD_SUFFIXES = ("/attachments",)
+    UPLOAD_LIMIT = 6 * 1024 * 1024
+
     def __init__(self, app: Any, limit: int) -> None:
         self.app = app
         self.limit = limit
 
-    async def _reject(self, scope: dict[str, Any], send: Any) -> None:
+    def limit_for(self, path: str) -> int:
+        return max(self.limit, self.UPLOAD_LIMIT) if path.endswith(self.UPLOAD_SUFFIXES) else self.limit
+
+    async def _reject(self, scope: dict[str, Any], send: Any, limit: int) -> None:
         headers = dict(scope.get("headers", []))
         loc = pick_locale(headers.get(b"accept-language", b"").decode("latin-1") or None)
         problem: dict[str, Any] = {
             "type": "urn:shiyu:problem:payload_too_large", "title": title(413, loc), "status": 413,
             "detail": detail("payload_too_large", loc), "instance": scrub_text(scope.get("path", "")),
-            "code": "payload_too_large", "field": "body", "limit_bytes": self.limit,
+            "code": "payload_too_large", "field": "body", "limit_bytes": limit,
         }
         rid = scope.get("state", {}).get("request_id")
         if rid:
@@ -84,14 +91,15 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit_for(scope.get("path", ""))
         for k, v in scope.get("headers", []):
             if k == b"content-length":
                 try:
                     declared = int(v)
                 except ValueError:
-                    declared = self.limit + 1
-                if declared > self.limit:
-                    await self._reject(scope, send)
+                    declared = limit + 1
+                if declared > limit:
+                    await self._reject(scope, send, limit)
                     return
         seen = 0
         started = False
@@ -102,7 +110,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     too_large = True
                     raise _TooLarge
             return message
@@ -113,7 +121,7 @@ class BodyLimitMiddleware:
                 # The app caught _TooLarge while reading the body (FastAPI turns any body
                 # error into a 400): answer 413 instead and drop the app's own response.
                 started = replaced = True
-                await self._reject(scope, send)
+                await self._reject(scope, send, limit)
                 return
             if replaced:
                 return
@@ -125,4 +133,4 @@ class BodyLimitMiddleware:
             await self.app(scope, _receive, _send)
         except _TooLarge:
             if not started:
-                await self._reject(scope, send)
+                await self._reject(scope, send, limit)
