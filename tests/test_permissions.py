@@ -47,6 +47,9 @@ class World:
     households: dict[str, str]
     users: dict[str, int]  # relation -> id of a user bound there
     t1_path: str
+    db: Any = None
+    items: dict[str, int] | None = None  # relation -> a work item located there
+    attachments: dict[str, int] | None = None  # relation -> an attachment of that item
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +86,64 @@ def world(db: Any) -> World:
                 row = identity.create_user(s, system, username=name, password=PASSWORD, role="leader",
                                            unit_code=code).user.id
             users[rel] = row
-    return World(units, paths, grids, points, households, users, paths["own"])
+    w = World(units, paths, grids, points, households, users, paths["own"], db=db)
+    w.items, w.attachments = {}, {}
+    for rel in RELATIONS:
+        iid, aid = new_item(w, rel, with_attachment=True)
+        w.items[rel], w.attachments[rel] = iid, aid
+    return w
+
+
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d4944415478da6360000000000500010d0a2db40000000049454e44ae426082")
+
+
+def new_item(w: World, rel: str, *, with_attachment: bool = False) -> tuple[int, int | None]:
+    """A fresh hotline item located in the relation's unit, made by the system principal."""
+    import base64
+    import uuid
+
+    from shiyu.domains.items import service as items
+    from shiyu.domains.items.schemas import ItemCreate
+
+    data = ItemCreate(kind="hotline", title=f"矩阵测试 {rel}", unit=w.units[rel], source="hotline",
+                      attachments=[{"filename": "a.png", "content_type": "image/png",
+                                    "data": base64.b64encode(PNG).decode()}] if with_attachment else [])
+    with w.db.unit_of_work() as s:
+        created = items.create_item(s, Principal.system("matrix"), data, idempotency_key=uuid.uuid4().hex)
+        s.flush()
+        att = items.attachments_of(s, created.item.id)
+        return created.item.id, (att[0]["id"] if att else None)
+
+
+def new_supervision(w: World, rel: str) -> tuple[int, int]:
+    from shiyu.domains.items import service as items
+
+    iid, _ = new_item(w, rel)
+    with w.db.unit_of_work() as s:
+        sup = items.supervise(s, Principal.system("matrix"), iid, note="矩阵督办", days=3)
+        s.flush()
+        return iid, sup.id
+
+
+def new_duplicate(w: World, rel: str) -> tuple[int, int]:
+    from shiyu.domains.items.models import DuplicateLink
+
+    a, _ = new_item(w, rel)
+    b, _ = new_item(w, rel)
+    with w.db.unit_of_work() as s:
+        s.add(DuplicateLink(item_id=a, candidate_id=b, distance_m=10.0))
+    return a, b
+
+
+def new_notification(w: World, unit_code: str, path: str) -> int:
+    from shiyu.domains.items.models import Notification
+
+    with w.db.unit_of_work() as s:
+        n = Notification(unit_code=unit_code, scope_path=path, item_id=None, kind="test", message="矩阵")
+        s.add(n)
+        s.flush()
+        return n.id
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +154,7 @@ def as_role(login: Callable[..., dict[str, str]], world: World) -> Callable[[str
 @dataclass(frozen=True)
 class Endpoint:
     name: str
+    #: The permission the endpoint needs; several separated by "|" mean any of them.
     action: str
     kind: str  # single | list | create
     relations: tuple[str, ...]
@@ -101,6 +162,10 @@ class Endpoint:
     #: For lists: the set of ids the principal should see, and the ids returned.
     expected: Callable[[Any, World, str], set[str]] | None = None
     returned: Callable[[Any], set[str]] | None = None
+    ok_status: int = 200
+    #: What an out-of-scope request gets: 404 for objects, 422 naming the field for inputs.
+    deny_status: int = 404
+    allowed: tuple[str, ...] = ("own", "child")
 
 
 def _grid_ids_under(db: Any, path: str, t1_path: str) -> set[str]:
@@ -114,6 +179,80 @@ def _audit_in_scope(db: Any, world: World, _rel: str) -> set[str]:
     with db.unit_of_work(write=False) as s:
         return {str(x) for x in s.execute(select(AuditEntry.seq).where(
             AuditEntry.scope_path.startswith(world.t1_path))).scalars()}
+
+
+def _items_in_scope(db: Any, world: World, rel: str) -> set[str]:
+    from shiyu.domains.items.models import WorkItem
+
+    with db.unit_of_work(write=False) as s:
+        return {str(x) for x in s.execute(select(WorkItem.id).where(
+            WorkItem.scope_path.startswith(world.t1_path), WorkItem.scope_path.startswith(world.paths[rel]))).scalars()}
+
+
+def _item_numbers_in_scope(db: Any, world: World, _rel: str) -> set[str]:
+    from shiyu.domains.items.models import WorkItem
+
+    with db.unit_of_work(write=False) as s:
+        return set(s.execute(select(WorkItem.number).where(WorkItem.scope_path.startswith(world.t1_path))).scalars())
+
+
+def _csv_numbers(resp: Any) -> set[str]:
+    lines = resp.content.decode("utf-8-sig").splitlines()[1:]
+    return {line.split(",", 1)[0] for line in lines if line}
+
+
+def _notes_in_scope(db: Any, world: World, _rel: str) -> set[str]:
+    from shiyu.domains.items.models import Notification
+
+    with db.unit_of_work(write=False) as s:
+        return {str(x) for x in s.execute(select(Notification.id).where(
+            Notification.scope_path.startswith(world.t1_path))).scalars()}
+
+
+def _etag(w: World, item_id: int) -> str:
+    from shiyu.domains.items.models import WorkItem
+
+    with w.db.unit_of_work(write=False) as s:
+        v = s.execute(select(WorkItem.version).where(WorkItem.id == item_id)).scalar_one()
+    return f'"{item_id}-{v}"'
+
+
+def _accept(c: Any, h: dict[str, str], w: World, r: str) -> Any:
+    iid, _ = new_item(w, r)
+    return c.post(f"/api/v1/items/{iid}/actions/accept", json={}, headers={**h, "If-Match": _etag(w, iid)})
+
+
+def _upload(c: Any, h: dict[str, str], w: World, r: str) -> Any:
+    iid = w.items[r]
+    return c.post(f"/api/v1/items/{iid}/attachments", files={"file": ("p.png", PNG, "image/png")},
+                  headers={**h, "If-Match": "*"})
+
+
+def _resolve(c: Any, h: dict[str, str], w: World, r: str) -> Any:
+    iid, sid = new_supervision(w, r)
+    return c.post(f"/api/v1/items/{iid}/supervisions/{sid}/resolve", headers=h)
+
+
+def _dismiss(c: Any, h: dict[str, str], w: World, r: str) -> Any:
+    a, b = new_duplicate(w, r)
+    return c.post(f"/api/v1/items/{a}/duplicates/{b}/dismiss", headers=h)
+
+
+def _mark_read(c: Any, h: dict[str, str], w: World, r: str) -> Any:
+    me = c.get("/api/v1/auth/me", headers=h).json()
+    unit = me["unit_code"] if r == "own" else w.units[r]
+    with w.db.unit_of_work(write=False) as s:
+        path = s.execute(select(Unit.path).where(Unit.code == unit)).scalar_one()
+    nid = new_notification(w, unit, path)
+    return c.post(f"/api/v1/notifications/{nid}/read", headers=h)
+
+
+def _list_notes(c: Any, h: dict[str, str], w: World, r: str) -> Any:
+    me = c.get("/api/v1/auth/me", headers=h).json()
+    with w.db.unit_of_work(write=False) as s:
+        path = s.execute(select(Unit.path).where(Unit.code == me["unit_code"])).scalar_one()
+    new_notification(w, me["unit_code"], path)
+    return c.get("/api/v1/notifications", params={"limit": 500}, headers=h)
 
 
 def _users_in_scope(db: Any, world: World, _rel: str) -> set[str]:
@@ -151,6 +290,43 @@ ENDPOINTS = [
              expected=_users_in_scope, returned=lambda resp: {str(u["id"]) for u in resp.json()}),
     Endpoint("GET /auth/me", "", "list", ("own",),
              lambda c, h, w, r: c.get("/api/v1/auth/me", headers=h), expected=None, returned=None),
+    # ---- work items 工单
+    Endpoint("POST /items", "item.create", "create", RELATIONS,
+             lambda c, h, w, r: c.post("/api/v1/items", headers={**h, "Idempotency-Key": f"m-{r}-{id(h)}-{len(h)}"},
+                                       json={"kind": "hotline", "title": f"矩阵上报 {r} {h['Authorization'][-6:]}",
+                                             "unit": w.units[r], "source": "hotline"}),
+             ok_status=201, deny_status=422),
+    Endpoint("GET /items?unit=", "item.read", "list", RELATIONS,
+             lambda c, h, w, r: c.get("/api/v1/items", params={"unit": w.units[r], "limit": 500}, headers=h),
+             expected=_items_in_scope, returned=lambda resp: {str(i["id"]) for i in resp.json()["items"]}),
+    Endpoint("GET /items/export", "item.export", "list", ("own",),
+             lambda c, h, w, r: c.get("/api/v1/items/export", params={"format": "csv"}, headers=h),
+             expected=_item_numbers_in_scope, returned=_csv_numbers),
+    Endpoint("GET /items/{item_id}", "item.read", "single", RELATIONS,
+             lambda c, h, w, r: c.get(f"/api/v1/items/{w.items[r]}", headers=h)),
+    Endpoint("GET /items/{item_id}/timeline", "item.read", "single", RELATIONS,
+             lambda c, h, w, r: c.get(f"/api/v1/items/{w.items[r]}/timeline", headers=h)),
+    Endpoint("POST /items/{item_id}/actions/{action}", "item.dispatch", "single", RELATIONS, _accept),
+    Endpoint("POST /items/{item_id}/reveal", "pii.reveal", "single", RELATIONS,
+             lambda c, h, w, r: c.post(f"/api/v1/items/{w.items[r]}/reveal", json={"reason": "权限矩阵核对"},
+                                       headers=h)),
+    Endpoint("POST /items/{item_id}/attachments", "item.create|item.handle|item.dispatch", "single", RELATIONS,
+             _upload, ok_status=201),
+    Endpoint("GET /items/{item_id}/attachments/{attachment_id}", "item.read", "single", RELATIONS,
+             lambda c, h, w, r: c.get(f"/api/v1/items/{w.items[r]}/attachments/{w.attachments[r]}", headers=h)),
+    Endpoint("POST /items/{item_id}/supervisions", "item.supervise", "single", RELATIONS,
+             lambda c, h, w, r: c.post(f"/api/v1/items/{w.items[r]}/supervisions",
+                                       json={"note": "矩阵督办", "days": 2}, headers=h), ok_status=201),
+    Endpoint("GET /items/{item_id}/supervisions", "item.read", "single", RELATIONS,
+             lambda c, h, w, r: c.get(f"/api/v1/items/{w.items[r]}/supervisions", headers=h)),
+    Endpoint("POST /items/{item_id}/supervisions/{supervision_id}/resolve", "item.supervise", "single", RELATIONS,
+             _resolve),
+    Endpoint("POST /items/{item_id}/duplicates/{candidate_id}/dismiss", "item.dispatch", "single", RELATIONS,
+             _dismiss, ok_status=204),
+    Endpoint("GET /notifications", "item.read", "list", ("own",), _list_notes,
+             expected=_notes_in_scope, returned=lambda resp: {str(n["id"]) for n in resp.json()}),
+    Endpoint("POST /notifications/{notification_id}/read", "item.read", "single", ("own", "child", "sibling"),
+             _mark_read, ok_status=204, allowed=("own",)),
 ]
 
 CASES = [
@@ -170,24 +346,29 @@ def test_matrix(ep: Endpoint, role: str, rel: str, client: Any, db: Any, world: 
     headers = as_role(role)
     resp = ep.call(client, headers, world, rel)
     rid = resp.headers["x-request-id"]
-    has_action = not ep.action or role_can(role, ep.action)
+    has_action = not ep.action or any(role_can(role, a) for a in ep.action.split("|"))
     if not has_action:
         assert resp.status_code == 403, resp.text
         assert resp.headers["content-type"].startswith("application/problem+json")
         assert _denial_audited(db, rid), "403 without a denial in the audit log"
         return
     if ep.kind in ("single", "create"):
-        if rel in ("own", "child"):
-            assert resp.status_code == (201 if ep.kind == "create" else 200), resp.text  # no false denial
+        ok = 201 if ep.kind == "create" and ep.ok_status == 200 else ep.ok_status
+        if rel in ep.allowed:
+            assert resp.status_code == ok, resp.text  # no false denial
         else:
-            assert resp.status_code == 404, resp.text  # out of scope: 404, never 403
-            assert resp.json()["code"] in ("not_found", "no_grid_here")
-            assert _denial_audited(db, rid), "404 out-of-scope without a denial in the audit log"
+            assert resp.status_code == ep.deny_status, resp.text  # out of scope: 404, never 403
+            if ep.deny_status == 404:
+                assert resp.json()["code"] in ("not_found", "no_grid_here")
+            else:
+                assert resp.json()["errors"][0]["code"] == "outside_jurisdiction"
+            assert _denial_audited(db, rid), "out-of-scope request without a denial in the audit log"
         return
     assert resp.status_code == 200, resp.text
-    if ep.name == "GET /grids?unit=":
+    if ep.name in ("GET /grids?unit=", "GET /items?unit="):
         got = ep.returned(resp) if ep.returned else set()
-        want = _grid_ids_under(db, world.paths[rel], world.t1_path)
+        want = (_grid_ids_under(db, world.paths[rel], world.t1_path) if ep.name == "GET /grids?unit="
+                else _items_in_scope(db, world, rel))
         assert got == want
         if rel in ("own", "child", "parent"):
             assert got, "no false denial: grids inside the jurisdiction must be listed"

@@ -81,12 +81,8 @@ def _fail(exc: DomainError, code: int = 1) -> None:
 def db_upgrade() -> None:
     """Create or migrate the database schema to the newest revision."""
     from shiyu.dbadmin import current, upgrade
-    from shiyu.domains.items.config import seed_catalogues
-
     db = _db()
-    upgrade(db)
-    with db.unit_of_work() as session:
-        n_cat, n_rule, n_hol = seed_catalogues(session)
+    n_cat, n_rule, n_hol = upgrade(db)
     console.print(f"database at revision {current(db)} ({db.engine.url.render_as_string(hide_password=True)}); "
                   f"seeded {n_cat} categories, {n_rule} deadline rules, {n_hol} calendar days", markup=False)
 

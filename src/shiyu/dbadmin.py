@@ -20,11 +20,19 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(db: Database, revision: str = "head") -> None:
+def upgrade(db: Database, revision: str = "head", *, seed: bool = True) -> tuple[int, int, int]:
+    """Migrate the schema, then seed the editable catalogues (taxonomy, deadlines,
+    holidays) where they are missing. Returns what was seeded."""
     cfg = alembic_config(db.url)
     with db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+    if not seed or revision != "head":
+        return (0, 0, 0)
+    from shiyu.domains.items.config import seed_catalogues
+
+    with db.unit_of_work() as session:
+        return seed_catalogues(session)
 
 
 def current(db: Database) -> str | None:

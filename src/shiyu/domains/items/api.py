@@ -26,11 +26,11 @@ from shiyu.domains.items.schemas import (
     SupervisionRead,
     TimelineRead,
 )
-from shiyu.kit.errors import Invalid
+from shiyu.kit.errors import Invalid, NotFound
 from shiyu.kit.pii import mask_address, mask_name, mask_phone, mask_resident_id
 from shiyu.kit.timeutil import utcnow
 from shiyu.platform.audit import service as audit
-from shiyu.platform.audit.guard import check_action, check_scope
+from shiyu.platform.audit.guard import check_action, check_scope, denied
 from shiyu.platform.authz.scope import scope
 from shiyu.platform.units import service as units
 from shiyu.platform.web.deps import PrincipalDep, SessionDep
@@ -328,7 +328,9 @@ def mark_read(notification_id: Annotated[int, Path(ge=1, le=2**53)], session: Se
         Notification.id == notification_id, Notification.unit_code == principal.unit_code)
     note = session.execute(stmt).scalar_one_or_none()
     if note is None:
-        from shiyu.kit.errors import NotFound
-
-        raise NotFound("notification not found")
+        other = session.get(Notification, notification_id)
+        if other is not None:
+            denied(session, principal, "item.read", object_type="notification", object_id=notification_id,
+                   scope_path=other.scope_path)
+        raise NotFound("notification not found", params={"what": "notification", "id": str(notification_id)})
     note.read_at = utcnow()

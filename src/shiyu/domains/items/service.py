@@ -236,6 +236,8 @@ def create_item(session: Session, principal: Principal, data: ItemCreate, *, ide
         errors += errs
         files.append((a, raw))
     if loc_unit is not None and not principal.can_at("item.create", loc_unit.path):
+        denied(session, principal, "item.create", object_type="unit", object_id=loc_unit.code,
+               scope_path=loc_unit.path)
         errors.append({"field": "lon" if data.lon is not None else "unit", "code": "outside_jurisdiction",
                        "message": "位置不在您的辖区内", "message_en": "Outside your jurisdiction"})
     if errors:
@@ -512,10 +514,10 @@ def get_attachment(session: Session, principal: Principal, item_id: int, attachm
 
 def add_attachment(session: Session, principal: Principal, item_id: int, *, filename: str, content_type: str,
                    raw: bytes, if_match: str | None) -> Attachment:
-    item = get_item(session, principal, item_id)
-    _check_etag(item, if_match)
     if not (principal.can("item.create") or principal.can("item.handle") or principal.can("item.dispatch")):
         check_action(session, principal, "item.handle", object_type="work_item")
+    item = get_item(session, principal, item_id)
+    _check_etag(item, if_match)
     errors = check_attachment("file", content_type, raw)
     if errors:
         raise Invalid("bad attachment", code=errors[0]["code"], field=errors[0]["field"], errors=errors)
@@ -560,8 +562,8 @@ def act(session: Session, principal: Principal, item_id: int, action: str, body:
         raise NotFound("unknown action", code="unknown_action", field="action", params={"action": action})
     now = now or utcnow()
     permission = rules.PERMISSION[action]
-    item = get_item(session, principal, item_id, action=permission)
     check_action(session, principal, permission, object_type="work_item")
+    item = get_item(session, principal, item_id, action=permission)
     _check_etag(item, if_match)
     reason = rules.why_not(action, item.status)
     if reason:
@@ -836,8 +838,8 @@ assert set(_HANDLERS) == set(rules.ACTIONS)
 
 
 def dismiss_duplicate(session: Session, principal: Principal, item_id: int, candidate_id: int) -> None:
-    item = get_item(session, principal, item_id)
     check_action(session, principal, "item.dispatch", object_type="work_item")
+    item = get_item(session, principal, item_id)
     link = session.execute(select(DuplicateLink).where(DuplicateLink.item_id == item.id,
                                                        DuplicateLink.candidate_id == candidate_id)
                            ).scalar_one_or_none()
@@ -854,6 +856,7 @@ def dismiss_duplicate(session: Session, principal: Principal, item_id: int, cand
 def supervise(session: Session, principal: Principal, item_id: int, *, note: str, days: int,
               now: datetime | None = None) -> Supervision:
     now = now or utcnow()
+    check_action(session, principal, "item.supervise", object_type="work_item")
     item = get_item(session, principal, item_id, action="item.supervise")
     check_scope(session, principal, "item.supervise", item.scope_path, object_type="work_item", object_id=item.id)
     due = config.calendar(session).add(now, Duration(days, "working_days"))
@@ -871,6 +874,7 @@ def supervise(session: Session, principal: Principal, item_id: int, *, note: str
 
 
 def resolve_supervision(session: Session, principal: Principal, item_id: int, supervision_id: int) -> Supervision:
+    check_action(session, principal, "item.supervise", object_type="work_item")
     item = get_item(session, principal, item_id, action="item.supervise")
     check_scope(session, principal, "item.supervise", item.scope_path, object_type="work_item", object_id=item.id)
     sup = session.get(Supervision, supervision_id)
