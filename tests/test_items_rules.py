@@ -384,7 +384,16 @@ def test_forbidden_transition_is_409_and_changes_nothing(session: Session, demo_
 
 # --------------------------------------------------------------------------- random action sequences
 
-NOTES = st.sampled_from([None, "", "处理情况说明", "理由：群众反映强烈"])
+#: The action that moves an item on along the happy path, by state (drawn most often).
+FORWARD = {"reported": "accept", "accepted": "register", "registered": "dispatch", "dispatched": "acknowledge",
+           "handling": "feedback", "feedback": "verify", "verified": "close", "closed": "rate", "rated": "reopen",
+           "rejected": "reply", "merged": "reply"}
+NOTE = "处理情况说明"
+
+
+def mostly(good: Any, *others: Any) -> st.SearchStrategy[Any]:
+    """``good`` four times in five; shrinks towards it."""
+    return st.integers(0, 4).flatmap(lambda i: st.just(good) if i < 4 else st.sampled_from(others))
 
 
 class ItemLifecycle(RuleBasedStateMachine):
@@ -428,24 +437,29 @@ class ItemLifecycle(RuleBasedStateMachine):
                       f"{other_town}-GA"]
 
     def _body(self, data: st.DataObject, action: str) -> ActionIn:
-        kw: dict[str, Any] = {"note": data.draw(NOTES, label="note")}
+        kw: dict[str, Any] = {"note": data.draw(mostly(NOTE, None, "", "  "), label="note")}
         if action in ("dispatch", "whistle"):
-            kw["departments"] = data.draw(st.lists(st.sampled_from(self.depts[:4]) | st.sampled_from(self.depts),
-                                                   max_size=3, unique=True), label="departments")
+            local = st.lists(st.sampled_from(self.depts[:4]), min_size=1, max_size=3, unique=True)
+            kw["departments"] = data.draw(mostly(None, [], [self.depts[4]], [self.depts[0], self.depts[4]])
+                                          .flatmap(lambda d: local if d is None else st.just(d)), label="departments")
         elif action in rules.DEPARTMENT_ACTIONS:
-            mine = [a.department_code for a in self.assignments()]
-            pick = st.sampled_from(mine) | st.sampled_from(self.depts) if mine else st.sampled_from(self.depts)
-            kw["departments"] = [data.draw(pick, label="department")]
+            wanted = {"acknowledge": "assigned", "handle": "acknowledged", "feedback": "acknowledged"}.get(action)
+            rows = [a for a in self.assignments() if a.state != "returned"]
+            fitting = [a.department_code for a in rows if wanted in (None, a.state)] or self.depts
+            kw["departments"] = [data.draw(mostly(None, *self.depts).flatmap(
+                lambda d: st.sampled_from(fitting) if d is None else st.just(d)), label="department")]
         elif action == "verify":
-            kw["passed"] = data.draw(st.none() | st.booleans(), label="passed")
+            kw["passed"] = data.draw(mostly(True, False, None), label="passed")
         elif action == "rate":
-            kw["rating"] = data.draw(st.none() | st.integers(1, 5), label="rating")
+            kw["rating"] = data.draw(mostly(0, None).flatmap(lambda r: st.integers(1, 5) if r == 0 else st.just(r)),
+                                     label="rating")
         elif action == "extend":
-            kw["days"] = data.draw(st.none() | st.integers(1, 40), label="days")
+            kw["days"] = data.draw(mostly(0, None).flatmap(lambda d: st.integers(1, 40) if d == 0 else st.just(d)),
+                                   label="days")
         elif action == "merge":
-            kw["target"] = data.draw(st.sampled_from([self.sibling_id, self.item_id, None, 10**8]), label="target")
+            kw["target"] = data.draw(mostly(self.sibling_id, self.item_id, None, 10**8), label="target")
         elif action == "reply":
-            kw["reply"] = data.draw(st.none() | st.just("经调查，已答复信访人"), label="reply")
+            kw["reply"] = data.draw(mostly("经调查，已答复信访人", None), label="reply")
         return ActionIn(**kw)
 
     def _snapshot(self) -> tuple[Any, ...]:
@@ -459,15 +473,23 @@ class ItemLifecycle(RuleBasedStateMachine):
     def act(self, data: st.DataObject) -> None:
         item = self.item
         state = item.status
-        now_allowed = rules.actions_in(state)
-        choices = st.sampled_from(rules.ACTIONS)
-        if now_allowed:
-            choices = st.sampled_from(now_allowed) | choices
-        action = data.draw(choices, label="action")
+        forward = FORWARD[state]
+        if forward == "close" and item.kind == "petition" and item.replied_at is None:
+            forward = "reply"
+        if state == "handling" and not any(a.state == "acknowledged" for a in self.assignments()):
+            forward = "acknowledge"
+        how = data.draw(st.integers(0, 9), label="how")
+        if how < 6:
+            action = forward
+        elif how < 9:
+            action = data.draw(st.sampled_from(rules.actions_in(state) or rules.ACTIONS), label="allowed")
+        else:
+            action = data.draw(st.sampled_from(rules.ACTIONS), label="any")
         body = self._body(data, action)
         self.clock += timedelta(hours=data.draw(st.sampled_from([1, 5, 30]), label="hours"))
         before = self._snapshot()
         audit_before = pending_audit(self.session)
+        rating, level, extensions = item.rating, item.escalation_level, item.extensions
         try:
             service.act(self.session, SYSTEM, self.item_id, action, body, if_match=service.etag(item), now=self.clock)
         except DomainError as exc:
@@ -481,11 +503,28 @@ class ItemLifecycle(RuleBasedStateMachine):
             dirty = [o for o in self.session.dirty if self.session.is_modified(o)]
             assert not dirty and not self.session.new, (action, dirty, self.session.new)
             assert self._snapshot() == before, f"{action} failed with {exc.code} but changed the item"
+            if exc.code == "reopen_not_allowed":
+                assert state == "rated" and rating is not None and rating > rules.POOR_RATING
+            if exc.code == "top_level":
+                assert level == 2
+            if exc.code == "extension_limit":
+                assert extensions == rules.MAX_EXTENSIONS[item.kind]
         else:
             assert rules.allowed(action, state), f"{action} succeeded in {state}"
             after = self.item.status
             assert after in outcomes(action, state), f"{action}: {state} -> {after}"
             assert pending_audit(self.session) == audit_before + 1
+            item = self.item
+            if action == "reopen":
+                assert state == "closed" or (rating is not None and rating <= rules.POOR_RATING)
+                assert item.rating is None and item.closed_at is None
+            if action == "escalate":
+                assert item.escalation_level == level + 1
+            if action == "extend":
+                assert item.extensions == extensions + 1
+                assert item.kind != "petition" or (body.days or 0) <= rules.PETITION_MAX_EXTENSION_DAYS
+            if action == "close" and item.kind == "petition":
+                assert item.replied_at is not None
             self.ok += 1
 
     @invariant()

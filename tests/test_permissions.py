@@ -116,6 +116,52 @@ def new_item(w: World, rel: str, *, with_attachment: bool = False) -> tuple[int,
         return created.item.id, (att[0]["id"] if att else None)
 
 
+def new_dispute(w: World, rel: str) -> int:
+    """A dispute in the relation's unit, dispatched to a department that serves it."""
+    import uuid
+
+    from shiyu.domains.items import service as items
+    from shiyu.domains.items.schemas import ActionIn, ItemCreate
+
+    unit = w.units[rel]
+    town = unit if rel != "child" else T1
+    system = Principal.system("matrix")
+    with w.db.unit_of_work() as s:
+        item = items.create_item(s, system, ItemCreate(kind="dispute", title=f"矩阵纠纷 {rel}", unit=unit,
+                                                       parties=[{"name": "甲"}, {"name": "乙"}]),
+                                 idempotency_key=uuid.uuid4().hex).item
+        for action, body in (("accept", ActionIn()), ("register", ActionIn()),
+                             ("dispatch", ActionIn(departments=[f"{town}-GA"]))):
+            s.flush()
+            items.act(s, system, item.id, action, body, if_match=items.etag(item))
+        return item.id
+
+
+def _mediation(c: Any, h: dict[str, str], w: World, r: str) -> Any:
+    iid = new_dispute(w, r)
+    return c.post(f"/api/v1/items/{iid}/mediation", json={"record": "session", "note": "调解一次", "outcome": "partial"},
+                  headers={**h, "If-Match": _etag(w, iid)})
+
+
+_counter = iter(range(10**6))
+
+
+def _add_category(c: Any, h: dict[str, str], w: World, r: str) -> Any:
+    return c.post("/api/v1/categories", headers=h, json={
+        "code": f"HL-MX{next(_counter)}", "name": "矩阵分类", "kind": "hotline"})
+
+
+def _delete_holiday(c: Any, h: dict[str, str], w: World, r: str) -> Any:
+    from datetime import date, timedelta
+
+    from shiyu.domains.items.models import Holiday
+
+    day = date(2031, 1, 6) + timedelta(days=7 * next(_counter))
+    with w.db.unit_of_work() as s:
+        s.add(Holiday(day=day, is_workday=False, name="矩阵"))
+    return c.delete(f"/api/v1/holidays/{day.isoformat()}", headers=h)
+
+
 def new_supervision(w: World, rel: str) -> tuple[int, int]:
     from shiyu.domains.items import service as items
 
@@ -327,6 +373,22 @@ ENDPOINTS = [
              expected=_notes_in_scope, returned=lambda resp: {str(n["id"]) for n in resp.json()}),
     Endpoint("POST /notifications/{notification_id}/read", "item.read", "single", ("own", "child", "sibling"),
              _mark_read, ok_status=204, allowed=("own",)),
+    Endpoint("POST /items/{item_id}/mediation", "item.handle", "single", RELATIONS, _mediation),
+    # ---- catalogues 配置: global data, readable by all item readers, changed by admins only
+    Endpoint("GET /categories", "item.read", "single", ("own",),
+             lambda c, h, w, r: c.get("/api/v1/categories", params={"kind": "hotline"}, headers=h)),
+    Endpoint("POST /categories", "item.configure", "single", ("own",), _add_category, ok_status=201),
+    Endpoint("PATCH /categories/{code}", "item.configure", "single", ("own",),
+             lambda c, h, w, r: c.patch("/api/v1/categories/HL-TYPE", json={"name_en": "Request type"}, headers=h)),
+    Endpoint("GET /sla-rules", "item.read", "single", ("own",), lambda c, h, w, r: c.get("/api/v1/sla-rules", headers=h)),
+    Endpoint("PUT /sla-rules", "item.configure", "single", ("own",),
+             lambda c, h, w, r: c.put("/api/v1/sla-rules", headers=h, json={
+                 "kind": "hotline", "category": None, "priority": "low", "step": "verify", "duration": "3wd"})),
+    Endpoint("GET /holidays", "item.read", "single", ("own",),
+             lambda c, h, w, r: c.get("/api/v1/holidays", params={"year": 2026}, headers=h)),
+    Endpoint("PUT /holidays", "item.configure", "single", ("own",),
+             lambda c, h, w, r: c.put("/api/v1/holidays", headers=h, json={"day": "2030-05-04", "name": "测试"})),
+    Endpoint("DELETE /holidays/{day}", "item.configure", "single", ("own",), _delete_holiday, ok_status=204),
 ]
 
 CASES = [

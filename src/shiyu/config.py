@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     #: Largest accepted request body, in bytes.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     default_locale: str = "zh-CN"
+    #: Run scheduled jobs (the SLA tick) inside the server process.
+    scheduler: bool = True
+    sla_tick_seconds: float = Field(default=60.0, ge=1.0)
     #: Argon2 cost; tests lower it for speed, never production.
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)

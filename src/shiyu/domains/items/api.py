@@ -74,7 +74,9 @@ def item_read(session: Any, principal: Any, item: WorkItem, *, reveal: bool = Fa
         supervised=item.supervised, rating=item.rating, replied=item.replied_at is not None,
         reply_text=item.reply_text, merged_into=item.merged_into, repeat_of=item.repeat_of, data=item.data or {},
         version=item.version, parties=parties, assignments=assignments,
-        actions=rules.actions_in(item.status), duplicates=service.duplicates_of(session, principal, item),
+        actions=[a for a in rules.actions_in(item.status)
+                 if a != "reopen" or rules.can_reopen(item.status, item.rating)],
+        duplicates=service.duplicates_of(session, principal, item),
         attachments=service.attachments_of(session, item.id),
     )
 
@@ -295,6 +297,32 @@ def resolve_supervision(item_id: ItemId, supervision_id: Annotated[int, Path(ge=
 def dismiss_duplicate(item_id: ItemId, candidate_id: Annotated[int, Path(ge=1, le=2**53)],
                       session: SessionDep, principal: PrincipalDep) -> None:
     service.dismiss_duplicate(session, principal, item_id, candidate_id)
+
+
+class MediationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    record: str = Field(pattern="^(session|agreement|visit)$", description="调解 session, 协议 agreement, 回访 visit")
+    note: str = Field(min_length=2, max_length=4000)
+    outcome: str | None = Field(default=None, pattern="^(agreed|partial|failed|adjourned)$")
+    satisfied: bool | None = None
+    at: AwareDatetime | None = None
+
+
+@router.post("/items/{item_id}/mediation", response_model=ItemRead, summary="Record mediation on a dispute 调解")
+def record_mediation(
+    item_id: ItemId,
+    body: MediationIn,
+    response: Response,
+    session: SessionDep,
+    principal: PrincipalDep,
+    if_match: Annotated[str | None, Header(alias="If-Match", max_length=200)] = None,
+) -> ItemRead:
+    item = service.record_mediation(session, principal, item_id, record=body.record, note=body.note,
+                                    outcome=body.outcome, satisfied=body.satisfied, at=body.at, if_match=if_match)
+    session.flush()
+    response.headers["ETag"] = service.etag(item)
+    return item_read(session, principal, item)
 
 
 class NotificationRead(BaseModel):

@@ -904,3 +904,47 @@ def category_name(session: Session, code: str | None) -> str | None:
         return None
     c: Category | None = config.categories(session).get(code)
     return c.name if c else None
+
+
+# --------------------------------------------------------------------------- mediation 调解
+
+MEDIATION_RECORDS = ("session", "agreement", "visit")
+
+
+def record_mediation(session: Session, principal: Principal, item_id: int, *, record: str, note: str,
+                     outcome: str | None, satisfied: bool | None, at: datetime | None,
+                     if_match: str | None) -> WorkItem:
+    """Dispute mediation 调解: a mediation session with its outcome, the agreement
+    调解协议, or a follow-up visit 回访. Kept on the dispute and in the timeline."""
+    check_action(session, principal, "item.handle", object_type="work_item")
+    item = get_item(session, principal, item_id, action="item.handle")
+    _check_etag(item, if_match)
+    if item.kind != "dispute":
+        raise Conflict("mediation records belong to disputes", code="not_a_dispute")
+    if item.status not in ("dispatched", "handling", "feedback", "verified", "closed", "rated"):
+        raise Conflict(f"cannot record mediation while the dispute is {item.status}", code="transition_not_allowed")
+    if record == "visit" and item.status not in ("closed", "rated", "verified", "feedback"):
+        raise Conflict("follow-up visits come after handling", code="transition_not_allowed")
+    now = utcnow()
+    entry = {"at": (at or now).isoformat(), "by": principal.username, "note": note}
+    data = dict(item.data or {})
+    dispute = dict(data.get("dispute") or {})
+    if record == "session":
+        if outcome not in ("agreed", "partial", "failed", "adjourned"):
+            raise Invalid("outcome must be agreed, partial, failed or adjourned", code="invalid", field="outcome")
+        entry["outcome"] = outcome
+        dispute["sessions"] = [*dispute.get("sessions", []), entry]
+    elif record == "agreement":
+        dispute["agreement"] = entry
+        dispute["resolved"] = True
+    else:
+        entry["satisfied"] = bool(satisfied)
+        dispute["visits"] = [*dispute.get("visits", []), entry]
+    data["dispute"] = dispute
+    item.data = data
+    item.updated_at = now
+    session.flush()
+    _timeline(session, principal, item, f"mediation_{record}", before=item.status, note=note,
+              data={k: v for k, v in entry.items() if k not in ("note",)})
+    _audit(session, principal, item, f"mediation_{record}", {"outcome": outcome})
+    return item

@@ -9,6 +9,7 @@ marks overdue items, notifies, and escalates each overdue item one level up
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -93,3 +94,10 @@ def sla_tick(session: Session, now: datetime, *, principal: Principal | None = N
                          "supervision_overdue": len(sup_ids)})
     return TickReport(now=now, due_soon=soon_ids, overdue=marked, escalated=escalated,
                       supervision_overdue=sup_ids)
+
+
+def register(scheduler: Any, settings: Any) -> None:
+    """Register the item jobs with the server's scheduler."""
+    from shiyu.kit.timeutil import utcnow
+
+    scheduler.add("sla.tick", settings.sla_tick_seconds, lambda session: sla_tick(session, utcnow()))
