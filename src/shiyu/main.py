@@ -5,16 +5,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from shiyu import __version__
 from shiyu.config import Settings, get_settings
 from shiyu.domains.geo.api import router as geo_router
 from shiyu.domains.items.admin_api import router as catalogue_router
 from shiyu.domains.items.api import router as items_router
+from shiyu.domains.items.pages import router as items_pages
 from shiyu.kit.db import Database, get_database
+from shiyu.kit.errors import DomainError
 from shiyu.kit.pii import install_log_scrubbing
+from shiyu.platform.ui import pages as ui_pages
+from shiyu.platform.ui.web import STATIC_DIR, LoginRequired
 from shiyu.platform.web import problems
 from shiyu.platform.web.audit_api import router as audit_router
 from shiyu.platform.web.auth_api import router as auth_router
@@ -61,14 +66,39 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
             conn.exec_driver_sql("SELECT 1")
         return {"status": "ok", "version": __version__}
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index() -> str:
-        return (
-            "<!doctype html><html lang='zh-CN'><meta charset='utf-8'><title>市域社会治理 Shiyu</title>"
-            "<body><h1>市域社会治理平台 Shiyu</h1><p>API 文档：<a href='/docs'>/docs</a>，"
-            "OpenAPI：<a href='/openapi.json'>/openapi.json</a></p></body></html>"
-        )
+    app.include_router(ui_pages.router)
+    app.include_router(items_pages)
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    install_ui_errors(app)
 
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def _is_page(request: Request) -> bool:
+    p = request.url.path
+    return not (p.startswith("/api/") or p.startswith("/open311/") or p in ("/openapi.json", "/healthz"))
+
+
+def install_ui_errors(app: FastAPI) -> None:
+    """Pages get HTML (or a redirect to the login page); the API keeps Problem Details."""
+    from shiyu.platform.ui.web import render
+    from shiyu.platform.web.messages import detail, title
+
+    @app.exception_handler(LoginRequired)
+    async def _login(request: Request, exc: LoginRequired) -> Response:
+        from urllib.parse import quote
+
+        target = "/login?next=" + quote(exc.next_url)
+        if request.headers.get("HX-Request") == "true":
+            return Response(status_code=204, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
+
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> Response:
+        if not _is_page(request):
+            return problems.domain_problem(request, exc)
+        loc = "en" if request.cookies.get("shiyu_lang", "").startswith("en") else "zh-CN"
+        return render(request, "error.html", title=title(exc.status, loc),
+                      detail=detail(exc.code, loc, "") or title(exc.status, loc), status=exc.status)

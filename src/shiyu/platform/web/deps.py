@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -15,6 +17,14 @@ from shiyu.platform.authz.principal import Principal
 from shiyu.platform.identity import service as identity
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: The web UI's session cookie holds a bearer token; unsafe requests made with it need
+#: the CSRF header derived from it (the UI sends it with every HTMX request).
+SESSION_COOKIE = "shiyu_session"
+CSRF_HEADER = "X-CSRF-Token"
+
+
+def csrf_token(token: str) -> str:
+    return hmac.new(b"shiyu-csrf", token.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def get_db(request: Request) -> Database:
@@ -50,6 +60,11 @@ def request_id(request: Request) -> str | None:
 def _principal(request: Request, session: SessionDep) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
+    if not header and request.cookies.get(SESSION_COOKIE):
+        scheme, token = "bearer", request.cookies[SESSION_COOKIE]
+        if request.method not in READ_METHODS and not hmac.compare_digest(
+                request.headers.get(CSRF_HEADER, ""), csrf_token(token)):
+            raise Unauthorized("missing CSRF header for a cookie session", code="unauthorized")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("missing bearer token", code="unauthorized")
     principal = identity.principal_from_token(session, token.strip(), request_id=request_id(request))
