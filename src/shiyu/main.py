@@ -13,11 +13,13 @@ from shiyu import __version__
 from shiyu.config import Settings, get_settings
 from shiyu.domains.geo.api import router as geo_router
 from shiyu.domains.items.admin_api import router as catalogue_router
+from shiyu.domains.items.admin_pages import router as items_admin_pages
 from shiyu.domains.items.api import router as items_router
 from shiyu.domains.items.pages import router as items_pages
 from shiyu.kit.db import Database, get_database
 from shiyu.kit.errors import DomainError
 from shiyu.kit.pii import install_log_scrubbing
+from shiyu.platform.ui import admin_pages as ui_admin_pages
 from shiyu.platform.ui import pages as ui_pages
 from shiyu.platform.ui.web import STATIC_DIR, LoginRequired
 from shiyu.platform.web import problems
@@ -68,6 +70,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     app.include_router(ui_pages.router)
     app.include_router(items_pages)
+    app.include_router(ui_admin_pages.router)
+    app.include_router(items_admin_pages)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     install_ui_errors(app)
 
