@@ -139,7 +139,8 @@ def new_dispute(w: World, rel: str) -> int:
 
 def _mediation(c: Any, h: dict[str, str], w: World, r: str) -> Any:
     iid = new_dispute(w, r)
-    return c.post(f"/api/v1/items/{iid}/mediation", json={"record": "session", "note": "调解一次", "outcome": "partial"},
+    return c.post(f"/api/v1/items/{iid}/mediation",
+                  json={"record": "session", "note": "调解一次", "outcome": "partial"},
                   headers={**h, "If-Match": _etag(w, iid)})
 
 
@@ -380,7 +381,8 @@ ENDPOINTS = [
     Endpoint("POST /categories", "item.configure", "single", ("own",), _add_category, ok_status=201),
     Endpoint("PATCH /categories/{code}", "item.configure", "single", ("own",),
              lambda c, h, w, r: c.patch("/api/v1/categories/HL-TYPE", json={"name_en": "Request type"}, headers=h)),
-    Endpoint("GET /sla-rules", "item.read", "single", ("own",), lambda c, h, w, r: c.get("/api/v1/sla-rules", headers=h)),
+    Endpoint("GET /sla-rules", "item.read", "single", ("own",),
+             lambda c, h, w, r: c.get("/api/v1/sla-rules", headers=h)),
     Endpoint("PUT /sla-rules", "item.configure", "single", ("own",),
              lambda c, h, w, r: c.put("/api/v1/sla-rules", headers=h, json={
                  "kind": "hotline", "category": None, "priority": "low", "step": "verify", "duration": "3wd"})),

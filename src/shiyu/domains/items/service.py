@@ -645,6 +645,7 @@ def _dispatch(session: Session, p: Principal, item: WorkItem, body: ActionIn, no
         elif row.state in ("returned", "reported"):
             row.state, row.mode, row.assigned_at, row.ack_due_at = "assigned", mode, now, ack_due
             row.acknowledged_at = row.reported_at = None
+            row.ack_overdue = False  # a new report-in deadline: the SLA tick may flag it again
         dept = found[c]
         notify(session, unit_code=c, scope_path=dept.path, item_id=item.id, kind="whistle" if mode == "whistle"
                else "dispatch", message=f"{'吹哨报到' if mode == 'whistle' else '派遣'}：{item.number} {item.title}")
@@ -763,7 +764,10 @@ def _h_extend(session: Session, p: Principal, item: WorkItem, body: ActionIn, a:
     if item.kind == "petition" and body.days > rules.PETITION_MAX_EXTENSION_DAYS:
         raise Invalid("a petition may be extended by at most 30 days", code="extension_too_long", field="days")
     cal = config.calendar(session)
-    base = item.handle_due_at or item.due_at or now
+    # Before dispatch there is no handling deadline yet: extend the one dispatching now would
+    # set, never the (much shorter) deadline of the current step.
+    base = item.handle_due_at or config.deadline(session, now, item.kind, item.category_code, item.priority,
+                                                 "handle") or item.due_at or now
     item.handle_due_at = cal.add(base, Duration(body.days, "days"))
     if item.step in ("handle", "acknowledge", "dispatch", "register") or item.kind == "petition":
         item.due_at = item.handle_due_at

@@ -26,6 +26,8 @@ from shiyu.platform.web.deps import CSRF_HEADER, SESSION_COOKIE, SessionDep, csr
 
 COOKIE = SESSION_COOKIE
 LANG_COOKIE = "shiyu_lang"
+#: Each language is named in itself on the switch.
+LANGUAGE_NAMES = {"zh-CN": "\u4e2d\u6587", "en": "English"}
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 _HERE = Path(__file__).parent
 STATIC_DIR = _HERE / "static"
@@ -88,7 +90,7 @@ def render(request: Request, template: str, *, principal: Principal | None = Non
             request=request, principal=principal, locale=loc, path=request.url.path,
             csrf=csrf_token(request.cookies.get(COOKIE, "")) if principal else "",
             can=(lambda action: principal.can(action)) if principal else (lambda action: False),
-            quote=quote, **ctx)
+            quote=quote, other_language=LANGUAGE_NAMES["en" if loc == "zh-CN" else "zh-CN"], **ctx)
     finally:
         current_locale.reset(token)
     return HTMLResponse(html, status_code=status)
