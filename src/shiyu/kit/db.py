@@ -72,6 +72,9 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
+        # Materialised-path prefixes (LIKE 'a/b/%') can then use the BINARY indexes; text
+        # search that wants case-insensitivity lowers both sides explicitly.
+        cur.execute("PRAGMA case_sensitive_like=ON")
         cur.close()
 
     @event.listens_for(engine, "begin")

@@ -442,8 +442,8 @@ def filtered(session: Session, principal: Principal, f: ItemFilter, *, now: date
     if f.until:
         stmt = stmt.where(WorkItem.created_at < f.until)
     if f.q:
-        like = f"%{f.q.strip()}%"
-        stmt = stmt.where(or_(WorkItem.title.like(like), WorkItem.number.like(like)))
+        like = f"%{f.q.strip().lower()}%"
+        stmt = stmt.where(or_(func.lower(WorkItem.title).like(like), func.lower(WorkItem.number).like(like)))
     if f.mine and principal.unit_code:
         mine_unit = units.get(session, principal.unit_code)
         if mine_unit is not None and mine_unit.kind == "department":

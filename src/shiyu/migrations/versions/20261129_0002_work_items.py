@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-29 09:17:13.790124
+Create Date: 2026-11-29 09:32:11.920632
 """
 
 from alembic import op
@@ -103,9 +103,11 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('work_items', schema=None) as batch_op:
         batch_op.create_index('ix_work_items_category_created', ['category_code', 'created_at'], unique=False)
+        batch_op.create_index('ix_work_items_created', ['created_at'], unique=False)
         batch_op.create_index('ix_work_items_kind_created', ['kind', 'created_at'], unique=False)
         batch_op.create_index('ix_work_items_lonlat', ['lon', 'lat'], unique=False)
         batch_op.create_index(batch_op.f('ix_work_items_owner_code'), ['owner_code'], unique=False)
+        batch_op.create_index('ix_work_items_owner_status', ['owner_code', 'status'], unique=False)
         batch_op.create_index('ix_work_items_scope_path', ['scope_path'], unique=False, postgresql_ops={'scope_path': 'text_pattern_ops'})
         batch_op.create_index('ix_work_items_status_due', ['status', 'due_at'], unique=False)
 
@@ -279,9 +281,11 @@ def downgrade() -> None:
     with op.batch_alter_table('work_items', schema=None) as batch_op:
         batch_op.drop_index('ix_work_items_status_due')
         batch_op.drop_index('ix_work_items_scope_path', postgresql_ops={'scope_path': 'text_pattern_ops'})
+        batch_op.drop_index('ix_work_items_owner_status')
         batch_op.drop_index(batch_op.f('ix_work_items_owner_code'))
         batch_op.drop_index('ix_work_items_lonlat')
         batch_op.drop_index('ix_work_items_kind_created')
+        batch_op.drop_index('ix_work_items_created')
         batch_op.drop_index('ix_work_items_category_created')
 
     op.drop_table('work_items')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from typing import Any
 
@@ -42,10 +43,15 @@ class RequestIdMiddleware:
                 rid = cand if _RID.match(cand) and scrub_text(cand) == cand else None
         rid = rid or new_request_id()
         scope.setdefault("state", {})["request_id"] = rid
+        started = time.perf_counter()
 
         async def _send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
+                ms = (time.perf_counter() - started) * 1000
+                headers = message.setdefault("headers", [])
+                headers.append((b"x-request-id", rid.encode()))
+                # Server time of the request, for the page-time benchmark and browsers' dev tools.
+                headers.append((b"server-timing", f"app;dur={ms:.1f}".encode()))
             await send(message)
 
         await self.app(scope, receive, _send)
