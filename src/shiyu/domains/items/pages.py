@@ -9,10 +9,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, UploadFile
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from shapely.geometry import mapping
 from sqlalchemy import case, func, select
+from starlette.datastructures import UploadFile  # what request.form() yields (fastapi.UploadFile subclasses it)
 
 from shiyu.domains.geo import service as geo
 from shiyu.domains.geo.models import Grid
@@ -396,7 +397,7 @@ def dashboard(request: Request, session: SessionDep, principal: UiPrincipal,
     }
     cats = session.execute(select(sub.c.category_code, func.count()).where(sub.c.created_at >= since)
                            .group_by(sub.c.category_code).order_by(func.count().desc()).limit(10)).all()
-    day = func.date(sub.c.created_at)
+    day = _local_date(session, sub.c.created_at)
     trend_rows = session.execute(select(day, sub.c.kind, func.count()).where(sub.c.created_at >= since)
                                  .group_by(day, sub.c.kind).order_by(day)).all()
     # Worst units 治安乱点: child units of the jurisdiction root by overdue, then open, items.
@@ -417,6 +418,13 @@ def dashboard(request: Request, session: SessionDep, principal: UiPrincipal,
                   trend=[(str(d), k, n) for d, k, n in trend_rows], worst=worst,
                   since=since.astimezone(LOCAL_TZ).strftime("%Y-%m-%dT%H:%M"),
                   today=local_midnight.strftime("%Y-%m-%dT%H:%M"), kinds=rules.KINDS)
+
+
+def _local_date(session: Any, column: Any) -> Any:
+    """The Beijing-time calendar date of a UTC timestamp column, on either database."""
+    if session.get_bind().dialect.name == "sqlite":
+        return func.date(column, "+8 hours")
+    return func.date(func.timezone("Asia/Shanghai", column))
 
 
 def _root_path(session: Any, principal: Any, unit: str | None) -> str:

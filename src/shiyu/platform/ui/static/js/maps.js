@@ -63,8 +63,11 @@
   }
   function start() {
     if (!window.L) return;
-    document.querySelectorAll("[data-overview]").forEach(overview);
-    document.querySelectorAll("[data-pick]").forEach(picker);
+    // Once per element: HTMX swaps (e.g. the report form coming back with errors) bring new ones.
+    var fresh = function (el) { return !el._leaflet_id; };
+    Array.prototype.filter.call(document.querySelectorAll("[data-overview]"), fresh).forEach(overview);
+    Array.prototype.filter.call(document.querySelectorAll("[data-pick]"), fresh).forEach(picker);
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
+  document.addEventListener("htmx:afterSettle", start);
 })();
