@@ -152,16 +152,45 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+NODELAY_LAUNCHER = """\
+# Work-around for uvicorn --workers N losing TCP_NODELAY (Kludex/uvicorn#3149): the pre-bound listener has
+# proto 0, so asyncio skips TCP_NODELAY on accepted sockets and keep-alive responses wait for delayed ACKs.
+# Spawned workers re-run this file as __mp_main__, so the patch applies in every worker.
+import asyncio.base_events
+import socket
+import sys
+
+
+def _set_nodelay(sock):
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+asyncio.base_events._set_nodelay = _set_nodelay
+
+if __name__ == "__main__":
+    from uvicorn.main import main
+
+    sys.argv[0] = "uvicorn"
+    sys.exit(main())
+"""
+
+
 class Server:
-    def __init__(self, url: str, workers: int, log_dir: Path) -> None:
+    def __init__(self, url: str, workers: int, log_dir: Path, *, nodelay_workaround: bool = False) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"uvicorn-w{workers}.log"
         env = {**os.environ, "SHIYU_DATABASE_URL": url, "SHIYU_ARGON2_TIME_COST": "1"}
         env.pop("SHIYU_ARGON2_MEMORY_KIB", None)
         self._log = self.log_path.open("wb")
+        launcher = ["-m", "uvicorn"]
+        if nodelay_workaround:
+            script = log_dir / "uvicorn_nodelay.py"
+            script.write_text(NODELAY_LAUNCHER, encoding="utf-8")
+            launcher = [str(script)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "shiyu.asgi:app", "--host", "127.0.0.1", "--port", str(self.port),
+            [sys.executable, *launcher, "shiyu.asgi:app", "--host", "127.0.0.1", "--port", str(self.port),
              "--workers", str(workers), "--log-level", "warning"],
             env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
@@ -187,6 +216,28 @@ class Server:
             return self.log_path.read_text(errors="replace")[-n:]
         except OSError:
             return ""
+
+    def exceptions(self) -> tuple[dict[str, int], str | None]:
+        """Exception types logged by the server, counted, and the first traceback."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return {}, None
+        counts: dict[str, int] = {}
+        first: str | None = None
+        start = None
+        for i, ln in enumerate(lines):
+            if ln.startswith("Traceback"):
+                start = i
+            elif start is not None and ln and not ln.startswith((" ", "\t", "Traceback", "During handling",
+                                                                  "The above exception")):
+                name = ln.split(":", 1)[0].strip()
+                if name.replace(".", "").replace("_", "").isalnum():
+                    counts[name] = counts.get(name, 0) + 1
+                    if first is None:
+                        first = "\n".join(lines[start:i + 1])[-4000:]
+                start = None
+        return counts, first
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -230,11 +281,12 @@ function setup(thread)
 end
 
 function init(args)
-  counter = 0
   ok = 0
   bad = 0
   first_bad = ""
-  math.randomseed(tid * 7919 + os.time())
+  math.randomseed(%(seed)d + tid * 7919)
+  -- Each run starts at its own place in the (point, category) rotation.
+  counter = math.random(0, 1000000)
 end
 
 function request()
@@ -297,7 +349,7 @@ def write_lua(path: Path, *, points: list[tuple[float, float]], cats: list[str],
         "cats": ",".join(f'"{_lua_str(c)}"' for c in cats),
         "token": _lua_str(token), "run": _lua_str(run), "jitter": repr(JITTER_DEG), "path": target,
         "post": "true" if post else "false", "title": _lua_str(TITLE), "description": _lua_str(DESCRIPTION),
-        "address": _lua_str(ADDRESS),
+        "address": _lua_str(ADDRESS), "seed": random.randrange(1, 2**30),
     }, encoding="utf-8")
 
 
@@ -335,11 +387,12 @@ def _httpx_worker(base: str, spec: dict[str, Any], concurrency: int, seconds: fl
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
             t_end = time.perf_counter() + seconds
-            seq = 0
+
+            seq = random.randrange(1_000_000)  # each run starts at its own place in the rotation
 
             async def one_loop(worker: int) -> None:
                 nonlocal ok, bad, errs, first_bad, seq
-                rng = random.Random(worker)
+                rng = random.Random()
                 while time.perf_counter() < t_end:
                     seq += 1
                     t0 = time.perf_counter()
@@ -397,10 +450,16 @@ def run_httpx(base: str, spec: dict[str, Any], concurrency: int, seconds: float)
 
 
 class LoadGen:
-    def __init__(self, tmp: Path, points: list[tuple[float, float]], cats: list[str], token: str) -> None:
+    def __init__(self, tmp: Path, points: list[tuple[float, float]], cats: list[str], token: str,
+                 choice: str = "auto") -> None:
         self.tmp, self.points, self.cats, self.token = tmp, points, cats, token
-        self.wrk = shutil.which("wrk")
-        self.name = "wrk 1 thread + Lua" if self.wrk else "asyncio+httpx, 1 process pinned to 1 core (wrk NOT FOUND)"
+        self.wrk = shutil.which("wrk") if choice in ("auto", "wrk") else None
+        if choice == "wrk" and not self.wrk:
+            raise RuntimeError("wrk not found: apt-get install -y wrk")
+        if self.wrk:
+            self.name = "wrk 1 thread + Lua"
+        else:
+            self.name = "asyncio+httpx, 1 process pinned to 1 core" + (" (wrk NOT FOUND)" if choice == "auto" else "")
 
     def run(self, base: str, *, post: bool, concurrency: int, seconds: float) -> dict[str, Any]:
         run = f"b{uuid.uuid4().hex[:12]}"
@@ -467,7 +526,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sustain", type=float, default=0.0,
                         help="then one run of this many seconds at the best workers/concurrency (acceptance: 60)")
     parser.add_argument("--raw-rows", type=int, default=50_000)
-    parser.add_argument("--points", type=int, default=256, help="distinct points in the village to rotate")
+    parser.add_argument("--load-generator", choices=("auto", "wrk", "httpx"), default="auto",
+                        help="auto: wrk when installed, else the asyncio+httpx client")
+    parser.add_argument("--nodelay-workaround", action="store_true",
+                        help="start uvicorn through a launcher that restores TCP_NODELAY with --workers > 1 "
+                             "(uvicorn issue 3149); default: the plain uvicorn command")
+    parser.add_argument("--points", type=int, default=1021, help="distinct points in the village to rotate")
     parser.add_argument("--categories", default=DEFAULT_CATEGORIES, help="leaf event categories to rotate")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep-db", action="store_true", help="do not drop the database at the end")
@@ -509,11 +573,11 @@ def main(argv: list[str] | None = None) -> int:
         gen: LoadGen | None = None
         by_workers: dict[str, Any] = {}
         for workers in args.workers:
-            server = Server(url_s, workers, tmp)
+            server = Server(url_s, workers, tmp, nodelay_workaround=args.nodelay_workaround)
             server.wait_ready()
             if token is None:
                 token = login(server.base)
-                gen = LoadGen(tmp, points, cats, token)
+                gen = LoadGen(tmp, points, cats, token, args.load_generator)
                 print(f"load generator: {gen.name}", flush=True)
             assert gen is not None
             if args.warmup > 0:
@@ -539,9 +603,12 @@ def main(argv: list[str] | None = None) -> int:
                 empty.append(r)
                 print(f"  workers {workers} GET /healthz       c={c:<3} {r['per_second']:8.1f} req/s    "
                       f"p50 {r['p50_ms']:8.1f} ms  p99 {r['p99_ms']:8.1f} ms  errors {r['errors']}", flush=True)
-            by_workers[str(workers)] = {"items": curve, "healthz": empty}
             server.stop()
+            exc_counts, first_tb = server.exceptions()
             server = None
+            by_workers[str(workers)] = {"items": curve, "healthz": empty, "server_exceptions": exc_counts}
+            if first_tb:
+                print(f"  server logged exceptions {exc_counts}; the first:\n{first_tb}", flush=True)
 
         best_w, best = max(((w, r) for w, d in by_workers.items() for r in d["items"]),
                            key=lambda wr: wr[1]["per_second"])
@@ -549,14 +616,17 @@ def main(argv: list[str] | None = None) -> int:
         sustain = None
         if args.sustain > 0:
             assert gen is not None
-            server = Server(url_s, int(best_w), tmp)
+            server = Server(url_s, int(best_w), tmp, nodelay_workaround=args.nodelay_workaround)
             server.wait_ready()
             n0 = count_items(db)
             sustain = gen.run(server.base, post=True, concurrency=best["concurrency"], seconds=args.sustain)
             sustain.update(workers=int(best_w), concurrency=best["concurrency"], rows_before=n0,
                            rows_landed=settled_count(db) - n0)
             server.stop()
+            sustain["server_exceptions"], first_tb = server.exceptions()
             server = None
+            if first_tb:
+                print(f"  server logged exceptions {sustain['server_exceptions']}; the first:\n{first_tb}")
             print(f"  sustained {args.sustain:.0f} s, workers {best_w}, c={best['concurrency']}: "
                   f"{sustain['per_second']:.1f} items/s p50 {sustain['p50_ms']:.1f} ms p99 {sustain['p99_ms']:.1f} ms "
                   f"errors {sustain['errors']}", flush=True)
@@ -580,6 +650,8 @@ def main(argv: list[str] | None = None) -> int:
                         "python": platform.python_version(), "load_average_at_start": list(os.getloadavg()),
                         "postgresql": _pg_version(db)},
             "load_generator": gen.name if gen else None,
+            "server_command": ("uvicorn shiyu.asgi:app --workers N --log-level warning"
+                               + (" (via the TCP_NODELAY work-around launcher)" if args.nodelay_workaround else "")),
             "data": {"city": f"small demo city (seed {args.seed})", "units": load.units, "grids": load.grids,
                      "users": load.users, "village": VILLAGE, "user": USERNAME, "points": len(points),
                      "categories": cats, "work_items_at_start": items_before,

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from conftest import fresh_database_url, make_db
 from shiyu.demo.city import DemoCity
 from shiyu.demo.load import load_city
-from shiyu.domains.items import rules, service
+from shiyu.domains.items import config, rules, service
 from shiyu.domains.items.config import seed_catalogues
 from shiyu.domains.items.models import Assignment, TimelineEntry, WorkItem
 from shiyu.domains.items.schemas import ActionIn, DisputeIn, ItemCreate, PartyIn, PersonIn, PetitionIn
@@ -291,6 +291,11 @@ def pending_audit(session: Session) -> int:
     return len(session.info.get("audit_pending", []))
 
 
+def audit_total(session: Session) -> int:
+    """Audit entries in the chain plus those waiting for the commit."""
+    return audit.count(session) + pending_audit(session)
+
+
 def test_stale_etag_is_412_and_missing_if_match_is_428(session: Session, demo_city: DemoCity) -> None:
     item = new_item(session, demo_city, "hotline")
     old = service.etag(item)
@@ -382,6 +387,105 @@ def test_forbidden_transition_is_409_and_changes_nothing(session: Session, demo_
         assert (item.status, item.version, timeline_len(session, item.id), pending_audit(session)) == before
 
 
+def _built(session: Session, city: DemoCity, state: str) -> tuple[WorkItem, WorkItem, str]:
+    """A hotline item in ``state`` with two departments (CG, GA) on it once dispatched, and
+    an open sibling to merge into. In handling CG has reported in 报到 and GA not yet; in
+    feedback both reported back."""
+    item = new_item(session, city, "hotline")
+    sibling = new_item(session, city, "hotline")
+    _, town = _place(city, 0)
+    cg, ga = f"{town}-CG", f"{town}-GA"
+    steps: list[tuple[str, dict[str, Any]]] = {
+        "rejected": [("reject", {"note": "不属于受理范围"})],
+        "merged": [("merge", {"target": sibling.id})],
+    }.get(state, [])
+    if not steps:
+        path = [("accept", {}), ("register", {}), ("dispatch", {"departments": [cg, ga]}),
+                ("acknowledge", {"departments": [cg]}), ("acknowledge", {"departments": [ga]}),
+                ("feedback", {"departments": [cg], "note": "已处理"}),
+                ("feedback", {"departments": [ga], "note": "已处理"}), ("verify", {"passed": True}),
+                ("close", {}), ("rate", {"rating": 1})]
+        stop = {"reported": 0, "accepted": 1, "registered": 2, "dispatched": 3, "handling": 4, "feedback": 7,
+                "verified": 8, "closed": 9, "rated": 10}[state]
+        steps = path[:stop]
+    for action, kw in steps:
+        do(session, item, action, **kw)
+    assert item.status == state
+    return item, sibling, town
+
+
+#: Where the service decides (target None in the table), what it decides for ``_built`` items.
+DECIDED = {("dispatch", "registered"): "dispatched", ("whistle", "registered"): "dispatched",
+           ("return", "handling"): "dispatched", ("verify", "feedback"): "verified"}
+
+
+@pytest.mark.parametrize("state", rules.STATES)
+def test_every_pair_through_the_service(session: Session, demo_city: DemoCity, state: str) -> None:
+    """Each action in each state through ``service.act``: 409 and no change where the table
+    forbids it, the table's (or the modelled) outcome where it allows it."""
+    item, sibling, town = _built(session, demo_city, state)
+    item_id = item.id
+    bodies: dict[str, dict[str, Any]] = {
+        "dispatch": {"departments": [f"{town}-SF"]},
+        "whistle": {"departments": [f"{town}-SF", f"{town}-GA"]},
+        "acknowledge": {"departments": [f"{town}-CG" if state == "dispatched" else f"{town}-GA"]},
+        "handle": {"departments": [f"{town}-CG"], "note": "现场处置"},
+        "feedback": {"departments": [f"{town}-CG"], "note": "已处理"},
+        "return": {"departments": [f"{town}-CG"], "note": "不属于本部门"},
+        "verify": {"passed": True}, "rate": {"rating": 4}, "reply": {"reply": "已答复"},
+        "merge": {"target": sibling.id}, "extend": {"days": 3, "note": "延期"},
+    }
+    for action in rules.ACTIONS:
+        body = bodies.get(action, {"note": "理由"})
+        if not rules.allowed(action, state):
+            before = (item.status, item.version, timeline_len(session, item.id), pending_audit(session))
+            with pytest.raises(Conflict) as exc:
+                do(session, item, action, **body)
+            assert exc.value.code == "transition_not_allowed"
+            assert (item.status, item.version, timeline_len(session, item.id), pending_audit(session)) == before
+            continue
+        nested = session.begin_nested()
+        n = timeline_len(session, item.id)
+        do(session, item, action, **body)
+        expected = rules.TRANSITIONS[action].target or DECIDED.get((action, state), state)
+        assert item.status == expected, (action, state)
+        assert expected in outcomes(action, state)
+        entry = service.timeline(session, SYSTEM, item.id)[-1]
+        assert (entry.action, entry.from_status, entry.to_status) == (action, state, expected)
+        assert timeline_len(session, item.id) == n + 1
+        nested.rollback()
+        session.expunge_all()  # start the next action from what the database holds
+        item = session.get(WorkItem, item_id)
+        assert item is not None and item.status == state
+
+
+def test_service_decided_outcomes(session: Session, demo_city: DemoCity) -> None:
+    item, _, town = _built(session, demo_city, "handling")
+    cg, ga = f"{town}-CG", f"{town}-GA"
+    do(session, item, "acknowledge", departments=[ga])
+    do(session, item, "feedback", departments=[cg], note="已处理")
+    assert item.status == "handling"  # GA has not reported back yet
+    do(session, item, "feedback", departments=[ga], note="已处理")
+    assert item.status == "feedback"  # the last one moves the item on
+    do(session, item, "verify", passed=False, note="未处理到位")
+    assert item.status == "handling"
+    assert {a.state for a in service.assignments_of(session, item.id)} == {"acknowledged"}
+    do(session, item, "feedback", departments=[cg], note="已整改")
+    do(session, item, "return", departments=[ga], note="非本部门")
+    assert item.status == "feedback"  # everyone left on it has reported back
+    returned = new_item(session, demo_city, "hotline")
+    for action, kw in [("accept", {}), ("register", {}), ("dispatch", {"departments": [cg]})]:
+        do(session, returned, action, **kw)
+    do(session, returned, "return", departments=[cg], note="非本部门")
+    assert returned.status == "registered"  # nobody left: back to the centre
+    with pytest.raises(Invalid) as exc:
+        do(session, returned, "whistle", departments=[cg])
+    assert exc.value.code == "whistle_needs_two"
+    do(session, returned, "whistle", departments=[cg, ga])
+    assert returned.status == "dispatched" and returned.whistle
+    assert {a.state for a in service.assignments_of(session, returned.id)} == {"assigned"}
+
+
 # --------------------------------------------------------------------------- random action sequences
 
 #: The action that moves an item on along the happy path, by state (drawn most often).
@@ -410,6 +514,7 @@ class ItemLifecycle(RuleBasedStateMachine):
         self.ok = 0
         self.item_id = 0
         self.sibling_id = 0
+        self.audit_start = 0
         self.town = ""
         self.depts: list[str] = []
 
@@ -428,6 +533,8 @@ class ItemLifecycle(RuleBasedStateMachine):
         item = new_item(self.session, self.city, kind, village=village, priority=priority, now=self.clock)
         sibling = new_item(self.session, self.city, kind, village=village, now=self.clock)
         self.item_id, self.sibling_id = item.id, sibling.id
+        audit.append_entries(self.session, self.session.info.pop("audit_pending", []))
+        self.audit_start = audit.count(self.session)
         _, self.town = _place(self.city, village)
         district = next(u.parent_code for u in self.city.units if u.code == self.town)
         other_town = next(u.code for u in self.city.units_of_kind("town") if u.parent_code != district)
@@ -467,7 +574,7 @@ class ItemLifecycle(RuleBasedStateMachine):
         return (item.status, item.version, item.owner_code, item.escalation_level, item.extensions, item.closed_at,
                 item.rating, item.due_at, item.handle_due_at, item.replied_at,
                 tuple((a.department_code, a.state) for a in self.assignments()),
-                timeline_len(self.session, self.item_id), pending_audit(self.session))
+                timeline_len(self.session, self.item_id), audit_total(self.session))
 
     @rule(data=st.data())
     def act(self, data: st.DataObject) -> None:
@@ -488,8 +595,8 @@ class ItemLifecycle(RuleBasedStateMachine):
         body = self._body(data, action)
         self.clock += timedelta(hours=data.draw(st.sampled_from([1, 5, 30]), label="hours"))
         before = self._snapshot()
-        audit_before = pending_audit(self.session)
-        rating, level, extensions = item.rating, item.escalation_level, item.extensions
+        audit_before = audit_total(self.session)
+        rating, level, extensions, handle_due = item.rating, item.escalation_level, item.extensions, item.handle_due_at
         try:
             service.act(self.session, SYSTEM, self.item_id, action, body, if_match=service.etag(item), now=self.clock)
         except DomainError as exc:
@@ -513,7 +620,7 @@ class ItemLifecycle(RuleBasedStateMachine):
             assert rules.allowed(action, state), f"{action} succeeded in {state}"
             after = self.item.status
             assert after in outcomes(action, state), f"{action}: {state} -> {after}"
-            assert pending_audit(self.session) == audit_before + 1
+            assert audit_total(self.session) == audit_before + 1
             item = self.item
             if action == "reopen":
                 assert state == "closed" or (rating is not None and rating <= rules.POOR_RATING)
@@ -523,9 +630,15 @@ class ItemLifecycle(RuleBasedStateMachine):
             if action == "extend":
                 assert item.extensions == extensions + 1
                 assert item.kind != "petition" or (body.days or 0) <= rules.PETITION_MAX_EXTENSION_DAYS
+                # An extension never shortens the handling deadline (nor the one dispatching would set).
+                floor = handle_due or config.deadline(self.session, self.clock, item.kind, item.category_code,
+                                                      item.priority, "handle")
+                assert floor is not None and item.handle_due_at is not None and item.handle_due_at > floor
             if action == "close" and item.kind == "petition":
                 assert item.replied_at is not None
             self.ok += 1
+        # One action is one request and one commit: append its audit entries as the commit hook would.
+        audit.append_entries(self.session, self.session.info.pop("audit_pending", []))
 
     @invariant()
     def consistent(self) -> None:
@@ -558,12 +671,9 @@ class ItemLifecycle(RuleBasedStateMachine):
     def teardown(self) -> None:
         try:
             if self.item_id:
-                # What the commit hook would do: append this example's audit entries, then check the chain.
-                audit.append_entries(self.session, self.session.info.pop("audit_pending", []))
-                assert audit.verify(self.session).ok
-                n = self.session.execute(select(func.count()).select_from(TimelineEntry)
-                                         .where(TimelineEntry.item_id == self.item_id)).scalar_one()
-                assert n == self.ok + 1
+                result = audit.verify(self.session)
+                assert result.ok, result
+                assert result.checked == self.audit_start + self.ok
         finally:
             self.session.rollback()
             self.session.close()

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiyu.demo.city import DemoCity, city_to_geojson, generate_city
+from shiyu.demo.items import load_history
 from shiyu.domains.geo import service as geo
 from shiyu.domains.geo.models import Grid, HouseholdGroup
 from shiyu.kit import meta
@@ -30,6 +31,7 @@ class LoadReport:
     departments: int
     households: int
     users: int
+    items: int = 0  # demo history 演示历史工单 (``shiyu.demo.items``)
 
 
 def _noop_step(_label: str, _total: int) -> Callable[[int], None]:
@@ -101,9 +103,15 @@ def load_city(session: Session, city: DemoCity, *, step: Step = _noop_step) -> L
                       households=added_hh, users=added_users)
 
 
-def load_demo(session: Session, size: str = "small", seed: int = 1, *, step: Step = _noop_step) -> LoadReport:
+def load_demo(session: Session, size: str = "small", seed: int = 1, *, step: Step = _noop_step,
+              history: bool = True) -> LoadReport:
+    """The city, then (unless ``history`` is false) its history of work items (idempotent)."""
     city = generate_city(size, seed)
-    return load_city(session, city, step=step)
+    report = load_city(session, city, step=step)
+    if history:
+        hist = load_history(session, city, seed=seed, step=step)
+        report.items = 0 if hist.skipped else hist.items
+    return report
 
 
 def demo_accounts(session: Session, password: str) -> list[dict[str, Any]]:

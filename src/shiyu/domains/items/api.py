@@ -250,7 +250,7 @@ def item_timeline(item_id: ItemId, session: SessionDep, principal: PrincipalDep)
 
 
 @router.post("/items/{item_id}/attachments", status_code=201, summary="Attach a photo or PDF (<= 5 MB)")
-async def upload_attachment(
+def upload_attachment(
     item_id: ItemId,
     file: UploadFile,
     request: Request,
@@ -258,9 +258,11 @@ async def upload_attachment(
     principal: PrincipalDep,
     if_match: Annotated[str | None, Header(alias="If-Match", max_length=200)] = None,
 ) -> dict[str, Any]:
-    raw = await file.read(service.MAX_ATTACHMENT_BYTES + 1)
+    # A plain def: the database work below must not block the event loop.
+    raw = file.file.read(service.MAX_ATTACHMENT_BYTES + 1)
     att = service.add_attachment(session, principal, item_id, filename=file.filename or "file",
                                  content_type=file.content_type or "", raw=raw, if_match=if_match)
+    session.flush()
     return {"id": att.id, "filename": att.filename, "content_type": att.content_type, "size": att.size}
 
 

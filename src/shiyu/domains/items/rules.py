@@ -55,6 +55,10 @@ PERMISSION: Final = {
 #: Actions taken by an assigned department (checked against the item's assignments),
 #: the others by the owning centre (checked against the owner unit).
 DEPARTMENT_ACTIONS: Final = frozenset({"acknowledge", "handle", "feedback", "return"})
+#: Actions anyone with the permission may take anywhere the item lies in their
+#: jurisdiction (not only its owning centre): the grid worker's follow-up rating 回访评价
+#: and a reply 答复 by whoever handled it.
+LOCATION_ACTIONS: Final = frozenset({"rate", "reply"})
 
 
 @dataclass(frozen=True)

@@ -255,9 +255,11 @@ def create_item(session: Session, principal: Principal, data: ItemCreate, *, ide
         received_at=received, data=_kind_data(data),
     )
     _set_step(session, item, now)
-    session.add(item)
     try:
+        # The item is added inside the savepoint (begin_nested flushes whatever is pending
+        # first): when the key's insert fails, rolling back the savepoint drops the item too.
         with session.begin_nested():
+            session.add(item)
             session.flush()
             session.add(IdempotencyKey(principal=principal.username, key=idempotency_key, request_hash=req_hash,
                                        item_id=item.id))
@@ -575,7 +577,7 @@ def act(session: Session, principal: Principal, item_id: int, action: str, body:
     assignment = None
     if action in rules.DEPARTMENT_ACTIONS:
         assignment = _assignment_for(session, principal, item, body)
-    elif not principal.can_at(permission, item.owner_path):
+    elif not principal.can_at(permission, item.scope_path if action in rules.LOCATION_ACTIONS else item.owner_path):
         audit.record_detached(session, principal, f"item.{action}", object_type="work_item", object_id=item.id,
                               result="denied", scope_path=item.scope_path, detail={"reason": "not_owner"})
         raise Forbidden("only the owning centre may do this", code="not_owner")

@@ -49,7 +49,9 @@ def sla_tick(session: Session, now: datetime, *, principal: Principal | None = N
     escalated: list[int] = []
     for i in range(0, len(overdue_ids), BATCH):
         chunk = overdue_ids[i:i + BATCH]
-        items = session.execute(select(WorkItem).where(WorkItem.id.in_(chunk))).scalars().all()
+        # Most overdue first, so a capped tick (max_escalations) escalates those.
+        items = session.execute(select(WorkItem).where(WorkItem.id.in_(chunk))
+                                .order_by(WorkItem.due_at, WorkItem.id)).scalars().all()
         for item in items:
             item.overdue_steps += 1
             notify(session, unit_code=item.owner_code, scope_path=item.owner_path, item_id=item.id, kind="overdue",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
-from collections.abc import Iterator
+import weakref
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
@@ -32,7 +35,29 @@ def get_db(request: Request) -> Database:
     return db
 
 
-def _session(request: Request, db: Annotated[Database, Depends(get_db)]) -> Iterator[Session]:
+_db_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+async def _db_slot() -> AsyncIterator[None]:
+    """Admit at most half the worker threads' worth of requests to the database at once.
+
+    A request's transaction starts in one worker-thread hop (the principal lookup; on
+    SQLite a write request holds ``BEGIN IMMEDIATE`` from there) and continues in the
+    next (the endpoint). Without a bound, a burst bigger than the thread pool fills
+    every thread with requests waiting for that lock or a pool connection while the
+    holder waits for a thread: a deadlock ending in busy/pool timeouts. Waiting here
+    costs no thread."""
+    loop = asyncio.get_running_loop()
+    slots = _db_slots.get(loop)
+    if slots is None:
+        total = int(anyio.to_thread.current_default_thread_limiter().total_tokens)
+        slots = _db_slots[loop] = asyncio.Semaphore(max(1, total // 2))
+    async with slots:
+        yield
+
+
+def _session(request: Request, db: Annotated[Database, Depends(get_db)],
+             _slot: Annotated[None, Depends(_db_slot)]) -> Iterator[Session]:
     """The unit of work of one request: commit at the end, roll back on error; audit
     entries that must outlive a rollback (denials) are written afterwards."""
     session = db.session(write=request.method not in READ_METHODS)

@@ -60,6 +60,16 @@ DETAILS: Final[dict[str, tuple[str, str]]] = {
     "internal": ("服务器内部错误，已记录。请稍后重试。", "Internal error, logged. Please try again later."),
     "method_not_allowed": ("不支持此请求方法。", "Method not allowed."),
     "conflict": ("与当前状态冲突。", "Conflict with the current state."),
+    "stale_etag": ("该事项已被他人更新，请刷新后重试。", "The item changed since you read it; reload and try again."),
+    "precondition_required": ("请求须带 If-Match（事项的 ETag）。", "Send If-Match with the item's ETag."),
+    "transition_not_allowed": ("当前状态不允许此操作。", "This action is not allowed in the current state."),
+    "reply_required": ("信访件须先答复再结案。", "A petition closes only after its reply is recorded."),
+    "idempotency_key_required": ("请求须带 Idempotency-Key。", "Send an Idempotency-Key header."),
+    "idempotency_mismatch": ("同一 Idempotency-Key 已用于不同内容。", "This Idempotency-Key was used with another body."),
+    "not_assigned": ("您所在部门未被派遣此事项。", "Your unit is not assigned to this item."),
+    "not_owner": ("只有责任中心可以执行此操作。", "Only the owning centre may do this."),
+    "extension_limit": ("延期次数已用完。", "No more extensions allowed."),
+    "top_level": ("已是最高层级，无法再上报。", "Already owned by the top level."),
 }
 
 #: Pydantic / FastAPI validation error types.

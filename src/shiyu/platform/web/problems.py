@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shiyu.kit.errors import DomainError
@@ -101,6 +102,12 @@ def install(app: FastAPI) -> None:
         code = {404: "route_not_found", 405: "method_not_allowed", 401: "unauthorized",
                 413: "payload_too_large"}.get(exc.status_code, "http_error")
         return problem(request, exc.status_code, code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(StaleDataError)
+    async def _stale(request: Request, exc: StaleDataError) -> JSONResponse:
+        # Two writers read the same version; the second one's versioned UPDATE matched no
+        # row (PostgreSQL lets both pass the If-Match check): same answer as a stale ETag.
+        return problem(request, 412, "stale_etag", field="If-Match")
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
