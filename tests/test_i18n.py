@@ -31,7 +31,7 @@ def test_every_template_message_is_translated() -> None:
     ids = {i for i in _template_ids() if not i.endswith(" ")}
     # Keys built in templates from a prefix and a value ("step " ~ item.step, ...).
     ids |= {f"mode {m}" for m in ("dispatch", "whistle")}
-    ids |= {f"assignment {s}" for s in ("assigned", "acknowledged", "reported", "returned")}
+    ids |= {f"assignment {s}" for s in ("assigned", "acknowledged", "reported", "returned", "done")}
     ids |= {f"supervision {s}" for s in ("open", "resolved", "overdue")}
     ids |= {f"step {s}" for s in ("accept", "dispatch", "acknowledge", "handle", "verify", "extension", "supervision")}
     ids |= set(STATES) | set(ACTIONS) | set(KINDS) | set(PRIORITIES) | set(ROLES)

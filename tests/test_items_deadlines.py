@@ -541,15 +541,16 @@ def test_tick_marks_items_due_soon_once(session: Session, place: dict[str, str])
     assert len(notes(session, soon, "due_soon")) == 1 and notes(session, soon, "due_soon")[0].unit_code == place["town"]
     assert sla_tick(session, t + timedelta(minutes=5)).due_soon == []
     assert len(notes(session, soon, "due_soon")) == 1
+    # A due-soon item that runs out is still caught as overdue.
+    assert soon.due_at == t + timedelta(minutes=30)
+    report = sla_tick(session, t + timedelta(minutes=30, seconds=1))
+    assert (report.overdue, report.escalated) == ([soon.id], [soon.id])
     # "Soon" is strictly less than 4 hours ahead.
     probe = new_item(session, place, "petition", t)
     assert probe.due_at == eod(2025, 11, 4)
     assert probe.id not in sla_tick(session, probe.due_at - timedelta(hours=4, seconds=1)).due_soon
     assert probe.id not in sla_tick(session, probe.due_at - timedelta(hours=4)).due_soon
     assert probe.id in sla_tick(session, probe.due_at - timedelta(hours=4) + timedelta(seconds=1)).due_soon
-    # A due-soon item that runs out is still caught as overdue.
-    report = sla_tick(session, soon.due_at + timedelta(seconds=1))
-    assert soon.id in report.overdue and soon.id in report.escalated
 
 
 def test_tick_marks_supervision_orders_overdue(session: Session, place: dict[str, str]) -> None:

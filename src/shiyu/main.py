@@ -88,7 +88,7 @@ def _is_page(request: Request) -> bool:
 def install_ui_errors(app: FastAPI) -> None:
     """Pages get HTML (or a redirect to the login page); the API keeps Problem Details."""
     from shiyu.platform.ui.web import render
-    from shiyu.platform.web.messages import detail, title
+    from shiyu.platform.web.messages import detail_with, title
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired) -> Response:
@@ -105,4 +105,4 @@ def install_ui_errors(app: FastAPI) -> None:
             return problems.domain_problem(request, exc)
         loc = "en" if request.cookies.get("shiyu_lang", "").startswith("en") else "zh-CN"
         return render(request, "error.html", title=title(exc.status, loc),
-                      detail=detail(exc.code, loc, "") or title(exc.status, loc), status=exc.status)
+                      detail=detail_with(exc.code, loc, exc.params, "") or title(exc.status, loc), status=exc.status)

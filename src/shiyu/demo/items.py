@@ -51,7 +51,16 @@ from sqlalchemy.orm import Session
 
 from shiyu.demo.city import DemoCity, _mobile, _resident_id
 from shiyu.domains.items import config
-from shiyu.domains.items.models import Assignment, Category, Party, Supervision, TimelineEntry, WorkItem
+from shiyu.domains.items.models import (
+    Assignment,
+    Category,
+    DuplicateLink,
+    Party,
+    Supervision,
+    TimelineEntry,
+    WorkItem,
+)
+from shiyu.domains.items.service import NUMBER_PREFIX, haversine_m
 from shiyu.kit import meta
 from shiyu.kit.timeutil import as_utc, iso, utcnow
 from shiyu.platform.audit import service as audit
@@ -69,7 +78,6 @@ META_KEY: Final = "demo_history"
 #: size -> (items, months)
 HISTORY_SIZES: Final = {"small": (5_000, 12), "medium": (200_000, 36)}
 KIND_MIX: Final = {"event": 0.55, "hotline": 0.30, "dispute": 0.10, "petition": 0.05}
-NUMBER_PREFIX: Final = {"event": "SJ", "dispute": "JF", "petition": "XF", "hotline": "RX"}
 CHUNK: Final = 5_000
 #: Up to this many items the timeline keeps every step; above it, the main steps only.
 FULL_TIMELINE_MAX: Final = 50_000
@@ -432,7 +440,7 @@ def _profiles(days: Sequence[date]) -> dict[str, FloatArray]:
         "summer_strong": 1 + 0.7 * np.cos(two_pi * (doy - 200)),
         "winter": 1 + 0.4 * np.cos(two_pi * (doy - 15)),
         "heating": np.maximum(0.08, 1 + 1.3 * np.cos(two_pi * (doy - 15))),
-        "snow": 0.02 + 4.0 * np.exp(-((_circular(doy, 20) / 18) ** 2)),
+        "snow": 4.0 * np.exp(-((_circular(doy, 20) / 18) ** 2)),
         "rain": 0.35 + 2.5 * np.exp(-((_circular(doy, 182) / 24) ** 2)),
         "autumn": 1 + 0.6 * np.exp(-((_circular(doy, 300) / 30) ** 2)),
         "spring": 1 + 0.6 * np.exp(-((_circular(doy, 95) / 30) ** 2)),
@@ -580,6 +588,7 @@ class _Item:
     timeline: list[dict[str, Any]] = field(default_factory=list)
     supervision: dict[str, Any] | None = None
     fate: str = "normal"
+    duplicate_of: int | None = None
     accepted_at: int = 0
     end: int = 0
 
@@ -708,8 +717,8 @@ class _Planner:
         xs, ys = geo.cx, geo.cy
         cx, cy = float(np.mean(xs)), float(np.mean(ys))
         reach = 0.35 * max(float(xs.max() - xs.min()), float(ys.max() - ys.min()), 1e-6)
-        core = 0.5 + np.exp(-(((xs - cx) ** 2 + (ys - cy) ** 2) / reach**2))
-        base = self.rng.lognormal(0.0, 0.3, n)
+        core = 0.7 + 0.6 * np.exp(-(((xs - cx) ** 2 + (ys - cy) ** 2) / reach**2))
+        base = self.rng.lognormal(0.0, 0.2, n)
         w = {
             "event": base * core * np.where(urban, 1.0, 0.55) * self.rng.lognormal(0, 0.12, n),
             "hotline": base * core * np.where(urban, 1.0, 0.5) * self.rng.lognormal(0, 0.12, n),
@@ -727,7 +736,7 @@ class _Planner:
 
     def _hot_spots(self, n_hot: int) -> list[_Spot]:
         rnd, rng, geo = self.rnd, self.rng, self.geo
-        n_steady = _ri(rnd, 8, 10) if self.total < 50_000 else _ri(rnd, 12, 15)
+        n_steady = 8 if self.total < 50_000 else _ri(rnd, 12, 15)
         n_emerging = 2 if self.total < 50_000 else 3
         urban = [g for g, v in enumerate(self.grid_village) if int(v[9:12]) < 200]
         cx, cy = float(np.mean(geo.cx)), float(np.mean(geo.cy))
@@ -773,7 +782,7 @@ class _Planner:
             spots.append(_Spot(f"{_stem(village.name)}{suffix}", theme, g, pts, nb, is_em, start, cats))
         # counts: the steady ones share ``n_hot``; emerging ones run hotter, but only recently
         steady = [s for s in spots if not s.emerging]
-        w = self.rng.lognormal(0.0, 0.3, len(steady))
+        w = self.rng.lognormal(0.0, 0.15, len(steady))
         shares = np.floor(n_hot * w / w.sum()).astype(int)
         for s, c in zip(steady, shares.tolist(), strict=True):
             s.count = c
@@ -806,7 +815,7 @@ class _Planner:
         n = len(day)
         out = np.empty(n, dtype=np.int64)
         hour = np.empty(n, dtype=np.int64)
-        for prof in set(hours):
+        for prof in sorted(set(hours)):
             mask = np.array([h == prof for h in hours], dtype=bool)
             w = np.asarray(_HOURS[prof], dtype=np.float64)
             hour[mask] = self.rng.choice(24, size=int(mask.sum()), p=w / w.sum())
@@ -825,7 +834,7 @@ class _Planner:
     def plan(self) -> tuple[list[_Item], list[_Spot]]:
         rng, geo = self.rng, self.geo
         counts = {k: int(round(self.total * KIND_MIX[k])) for k in _KINDS}
-        hot_share = 0.22 if self.total < 50_000 else 0.10
+        hot_share = 0.32 if self.total < 50_000 else 0.10
         spots = self._hot_spots(int(self.total * hot_share))
         items: list[_Item] = []
         hot_by_kind: Counter[str] = Counter()
@@ -865,6 +874,11 @@ class _Planner:
             s.count = len(days)
         # background: seasonal draws per kind, grids by kind (rural matters in villages)
         gw = self._grid_weights()
+        busy = np.ones(len(geo.codes))  # a hot spot sits in a busy area: more of everything around it
+        for sp in spots:
+            if not sp.emerging:
+                busy[[sp.grid, *sp.neighbours]] = 2.0
+        gw = {k: (v * busy) / (v * busy).sum() for k, v in gw.items()}
         for kind in _KINDS:
             n = max(0, counts[kind] - hot_by_kind[kind])
             days, codes = self._draw(kind, self.cats[kind], n)
@@ -901,7 +915,9 @@ class _Planner:
         """A point near the spot that falls in one of the neighbouring grids."""
         geo, rng = self.geo, self.rng
         x0, y0 = s.spots[0]
-        xs, ys = _near(rng, x0, y0, 300.0, 24)
+        # spill within about half a grid of the spot, so the nearest neighbours get most of it
+        sigma = 0.5 * math.sqrt(float(geo.polys[s.grid].area)) * _M_PER_DEG
+        xs, ys = _near(rng, x0, y0, sigma, 24)
         hits = np.stack([shapely.contains_xy(geo.polys[g], xs, ys) for g in s.neighbours])  # (grids, points)
         ok = hits.any(axis=0)
         if ok.any():
@@ -971,11 +987,16 @@ class _Planner:
 
     # -- lifecycle ------------------------------------------------------------------
 
-    def build(self, items: list[_Item], spots: list[_Spot], full_timeline: bool) -> None:
+    def build(self, items: list[_Item], spots: list[_Spot], full_timeline: bool,
+              progress: Callable[[int], None] | None = None) -> None:
         key = int(self.rng.integers(0, 1 << 24))
         spot_names = [s.name for s in spots]
         for i, it in enumerate(items):
             self._build_one(i, it, items, key, spot_names, full_timeline)
+            if progress is not None and (i + 1) % CHUNK == 0:
+                progress(CHUNK)
+        if progress is not None:
+            progress(len(items) % CHUNK)
 
     def _build_one(self, i: int, it: _Item, items: list[_Item], key: int, spot_names: list[str],
                    full: bool) -> None:
@@ -1054,6 +1075,9 @@ class _Planner:
         it.fate, it.accepted_at, it.end = fate, t_acc, (t_acc if fate != "normal" else t_close)
         reached = [(s, t) for s, t in stages if t <= now]
         status, updated = reached[-1]
+        if fate == "merged" and status != "merged":  # not folded in yet: a pending duplicate 疑似重复
+            assert it.merged_into is not None
+            it.duplicate_of, it.merged_into = it.merged_into, None
         closed = status in ("closed", "rated", "rejected", "merged")
 
         # owner: the village's town; escalated to the district early (大事) or when overdue
@@ -1375,35 +1399,44 @@ class _Planner:
 
 
 class _BulkInsert:
-    """``INSERT`` of many rows with the same keys: compiled once for the session's dialect, each
-    value converted by its column type's own bind processor, sent as one ``executemany``.
-
-    The same rows as ``session.execute(insert(table), rows)``, without its per-row overhead
-    (which dominates at a million rows)."""
+    """``INSERT`` of many rows with the same keys, each value converted by its column type's own
+    bind processor: the rows of ``session.execute(insert(table), rows)`` without its per-row
+    overhead (which dominates at a million rows). SQLite gets one ``executemany`` of a statement
+    compiled once; PostgreSQL (psycopg) gets ``COPY ... FROM STDIN`` in the same transaction."""
 
     def __init__(self, session: Session, table: Table, keys: Sequence[str]) -> None:
         self.session = session
         dialect = session.get_bind().dialect
-        compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
-        self.sql = compiled.string
+        self.copy = dialect.name == "postgresql" and dialect.driver == "psycopg"
+        compiled = insert(table).compile(dialect=dialect, column_keys=list(keys), for_executemany=True)
+        self.sql = compiled.string.split(" RETURNING ")[0]
         self.positional = bool(compiled.positional)
-        order = list(compiled.positiontup or []) if self.positional else list(keys)
+        order = list(compiled.positiontup or []) if self.positional and not self.copy else list(keys)
         missing = set(order) - set(keys)
         if missing:
             raise ValueError(f"insert into {table.name} needs {sorted(missing)}")
         self.keys = order
         self.procs = [table.c[k].type.dialect_impl(dialect).bind_processor(dialect) for k in order]
+        quote = dialect.identifier_preparer.quote
+        self.copy_sql = f"COPY {quote(table.name)} ({', '.join(quote(k) for k in order)}) FROM STDIN"
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
         pairs = list(zip(self.keys, self.procs, strict=True))
-        params: list[Any]
-        if self.positional:
-            params = [tuple(v if (v := row[k]) is None or p is None else p(v) for k, p in pairs) for row in rows]
+        conn = self.session.connection()
+        if self.copy:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            with cursor.copy(self.copy_sql) as copy:
+                for row in rows:
+                    copy.write_row([v if (v := row[k]) is None or p is None else p(v) for k, p in pairs])
+            cursor.close()
+        elif self.positional:
+            tuples = [tuple(v if (v := row[k]) is None or p is None else p(v) for k, p in pairs) for row in rows]
+            conn.exec_driver_sql(self.sql, tuples)  # type: ignore[arg-type]
         else:
-            params = [{k: v if (v := row[k]) is None or p is None else p(v) for k, p in pairs} for row in rows]
-        self.session.connection().exec_driver_sql(self.sql, params)  # type: ignore[arg-type]
+            dicts = [{k: v if (v := row[k]) is None or p is None else p(v) for k, p in pairs} for row in rows]
+            conn.exec_driver_sql(self.sql, dicts)  # type: ignore[arg-type]
 
 
 def load_history(session: Session, city: DemoCity, *, seed: int = 1, now: datetime | None = None,
@@ -1424,14 +1457,12 @@ def load_history(session: Session, city: DemoCity, *, seed: int = 1, now: dateti
     total = size_total if total is None else total
     months = size_months if months is None else months
 
-    tick = step("history: plan 历史工单规划", 3)
+    tick = step("history: plan 历史工单规划", 2)
     planner = _Planner(session, city, seed=seed, now=now, total=total, months=months)
     tick(1)
     items, spots = planner.plan()
     tick(1)
-    full = len(items) <= FULL_TIMELINE_MAX
-    planner.build(items, spots, full)
-    tick(1)
+    planner.build(items, spots, len(items) <= FULL_TIMELINE_MAX, step("history: lifecycle 生命周期", len(items)))
 
     # work items, in chunks, ids back in order
     wi = cast(Table, WorkItem.__table__)
@@ -1462,8 +1493,8 @@ def load_history(session: Session, city: DemoCity, *, seed: int = 1, now: dateti
     # children
     n_parties = n_assign = n_tl = n_sup = 0
     tick = step("timeline 时间线", len(items))
-    tables = {name: cast(Table, model.__table__) for name, model in (("p", Party), ("a", Assignment),
-                                                                     ("t", TimelineEntry), ("s", Supervision))}
+    tables = {name: cast(Table, model.__table__) for name, model in (
+        ("p", Party), ("a", Assignment), ("t", TimelineEntry), ("s", Supervision), ("d", DuplicateLink))}
     buf: dict[str, list[dict[str, Any]]] = {k: [] for k in tables}
     writers: dict[str, _BulkInsert] = {}
 
@@ -1486,6 +1517,10 @@ def load_history(session: Session, city: DemoCity, *, seed: int = 1, now: dateti
             buf["t"].append({"item_id": item_id, **e})
         if it.supervision is not None:
             buf["s"].append({"item_id": item_id, **it.supervision})
+        if it.duplicate_of is not None:
+            other = items[it.duplicate_of]
+            buf["d"].append({"item_id": item_id, "candidate_id": ids[it.duplicate_of], "state": "pending",
+                             "distance_m": round(haversine_m(it.lon, it.lat, other.lon, other.lat), 1)})
         n_parties += len(it.parties)
         n_assign += len(it.assignments)
         n_tl += len(it.timeline)

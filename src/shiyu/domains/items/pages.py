@@ -180,14 +180,14 @@ async def item_act(item_id: int, action: str, request: Request, session: Session
 
 
 def _problem_text(request: Request, exc: DomainError) -> str:
-    from shiyu.platform.web.messages import detail
+    from shiyu.platform.web.messages import detail_with
 
     loc = "en" if request.cookies.get("shiyu_lang", "").startswith("en") else "zh-CN"
     if exc.errors:
         first = exc.errors[0]
         return str(first.get("message_en") if loc == "en" and first.get("message_en") else first.get("message")
                    or first.get("reason") or exc.detail)
-    return detail(exc.code, loc, "") or exc.detail or exc.code
+    return detail_with(exc.code, loc, exc.params, "") or exc.detail or exc.code
 
 
 def _action_error(request: Request, message: str, field: str | None) -> Response:

@@ -35,6 +35,11 @@ STATE_LABELS: Final = {
     "handling": "处置中", "feedback": "已反馈", "verified": "已核查", "closed": "已结案", "rated": "已评价",
     "rejected": "不予受理", "merged": "已并单",
 }
+ACTION_LABELS: Final = {
+    "accept": "受理", "register": "立案", "dispatch": "派遣", "whistle": "吹哨报到", "acknowledge": "报到",
+    "handle": "处置", "feedback": "反馈", "verify": "核查", "close": "结案", "reject": "不予受理", "return": "退回",
+    "reopen": "重新办理", "extend": "延期", "escalate": "上报上级", "rate": "评价", "reply": "答复", "merge": "并单",
+}
 OPEN_STATES: Final = frozenset({"reported", "accepted", "registered", "dispatched", "handling", "feedback", "verified"})
 TERMINAL_STATES: Final = frozenset({"rated", "rejected", "merged"})
 
@@ -129,15 +134,20 @@ def sla_step(state: str) -> str | None:
     }.get(state)
 
 
+#: Assignment states that no longer count: returned by the department 退回, or closed
+#: out when the item was reopened (a reopened item is dispatched afresh).
+INACTIVE_ASSIGNMENTS: Final = frozenset({"returned", "done"})
+
+
 def next_state_after_feedback(assignment_states: list[str]) -> str:
     """The item moves to feedback 反馈 once every active assignment reported back."""
-    active = [s for s in assignment_states if s != "returned"]
+    active = [s for s in assignment_states if s not in INACTIVE_ASSIGNMENTS]
     return "feedback" if active and all(s == "reported" for s in active) else "handling"
 
 
 def next_state_after_return(assignment_states: list[str]) -> str:
     """A department returning the item 退回: with nobody left on it, it goes back to the centre."""
-    active = [s for s in assignment_states if s != "returned"]
+    active = [s for s in assignment_states if s not in INACTIVE_ASSIGNMENTS]
     if not active:
         return "registered"
     if all(s == "reported" for s in active):

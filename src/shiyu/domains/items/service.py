@@ -450,7 +450,8 @@ def filtered(session: Session, principal: Principal, f: ItemFilter, *, now: date
         mine_unit = units.get(session, principal.unit_code)
         if mine_unit is not None and mine_unit.kind == "department":
             stmt = stmt.where(WorkItem.id.in_(select(Assignment.item_id).where(
-                Assignment.department_code == principal.unit_code, Assignment.state != "returned")))
+                Assignment.department_code == principal.unit_code,
+                Assignment.state.not_in(rules.INACTIVE_ASSIGNMENTS))))
         elif mine_unit is not None:
             stmt = stmt.where(WorkItem.owner_code == principal.unit_code)
     if f.supervised is not None:
@@ -545,7 +546,7 @@ def _check_etag(item: WorkItem, if_match: str | None) -> None:
 
 def _assignment_for(session: Session, principal: Principal, item: WorkItem, body: ActionIn) -> Assignment:
     rows = assignments_of(session, item.id)
-    active = [a for a in rows if a.state != "returned"]
+    active = [a for a in rows if a.state not in rules.INACTIVE_ASSIGNMENTS]
     mine = [a for a in active if a.department_code == principal.unit_code]
     if not mine and (principal.is_system or principal.role == "admin") and body.departments:
         mine = [a for a in active if a.department_code in body.departments]
@@ -569,7 +570,12 @@ def act(session: Session, principal: Principal, item_id: int, action: str, body:
     _check_etag(item, if_match)
     reason = rules.why_not(action, item.status)
     if reason:
-        raise Conflict(reason, code="transition_not_allowed", params={"action": action, "status": item.status})
+        allowed_in = sorted(rules.TRANSITIONS[action].sources)
+        raise Conflict(reason, code="transition_not_allowed", params={
+            "action": action, "status": item.status, "allowed": ", ".join(allowed_in),
+            "action_zh": rules.ACTION_LABELS.get(action, action),
+            "status_zh": rules.STATE_LABELS.get(item.status, item.status),
+            "allowed_zh": "、".join(rules.STATE_LABELS.get(x, x) for x in allowed_in)})
     t = rules.TRANSITIONS[action]
     note = (body.note or "").strip() or None
     if t.needs_reason and not note:
@@ -644,7 +650,7 @@ def _dispatch(session: Session, p: Principal, item: WorkItem, body: ActionIn, no
         if row is None:
             session.add(Assignment(item_id=item.id, department_code=c, mode=mode, state="assigned", assigned_at=now,
                                    ack_due_at=ack_due))
-        elif row.state in ("returned", "reported"):
+        elif row.state in ("returned", "reported", "done"):
             row.state, row.mode, row.assigned_at, row.ack_due_at = "assigned", mode, now, ack_due
             row.acknowledged_at = row.reported_at = None
             row.ack_overdue = False  # a new report-in deadline: the SLA tick may flag it again
@@ -753,6 +759,9 @@ def _h_reopen(session: Session, p: Principal, item: WorkItem, body: ActionIn, a:
     item.closed_at = None
     item.rating = None
     item.handle_due_at = None
+    for x in assignments_of(session, item.id):  # the old round is over; dispatch afresh
+        if x.state not in rules.INACTIVE_ASSIGNMENTS:
+            x.state = "done"
     return {"previous_rating": prev_rating}
 
 
@@ -788,9 +797,17 @@ def escalate(session: Session, principal: Principal, item: WorkItem, now: dateti
     item.owner_code, item.owner_path = parent.code, parent.path
     item.escalation_level += 1
     step = item.step
-    if step:
-        item.due_at = config.deadline(session, now, item.kind, item.category_code, item.priority, step) or item.due_at
-    item.sla_state = "ok"
+    if item.kind == "petition":
+        # Statutory limits do not restart for the upper level: the item stays overdue
+        # (and the tick will not escalate it again for the same lapse).
+        if item.due_at is not None and item.due_at < now:
+            item.sla_state = "overdue"
+    else:
+        # The upper level gets the step's time afresh to act on it.
+        if step:
+            item.due_at = config.deadline(session, now, item.kind, item.category_code, item.priority,
+                                          step) or item.due_at
+        item.sla_state = "ok"
     notify(session, unit_code=parent.code, scope_path=parent.path, item_id=item.id, kind="escalated",
            message=f"上报上级：{item.number} {item.title}（{reason}）")
     return parent

@@ -48,12 +48,12 @@ async def create_user(request: Request, session: SessionDep, principal: UiPrinci
                                    role=values["role"], unit_code=values["unit_code"],
                                    display_name=values["display_name"], phone=values["phone"] or None)
     except DomainError as exc:
-        from shiyu.platform.web.messages import detail
+        from shiyu.platform.web.messages import detail_with
 
         loc = "en" if request.cookies.get("shiyu_lang", "").startswith("en") else "zh-CN"
         field = {"unit": "unit_code"}.get(exc.field or "", exc.field or "username")
         return render(request, "admin/_user_form.html", principal=principal, roles=ROLES, values=values,
-                      errors={field: detail(exc.code, loc, exc.detail)}, status=422)
+                      errors={field: detail_with(exc.code, loc, exc.params, exc.detail)}, status=422)
     msg = t(request, "User created.")
     if new.totp_secret:
         msg += " TOTP: " + new.totp_secret

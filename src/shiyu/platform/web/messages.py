@@ -62,7 +62,8 @@ DETAILS: Final[dict[str, tuple[str, str]]] = {
     "conflict": ("与当前状态冲突。", "Conflict with the current state."),
     "stale_etag": ("该事项已被他人更新，请刷新后重试。", "The item changed since you read it; reload and try again."),
     "precondition_required": ("请求须带 If-Match（事项的 ETag）。", "Send If-Match with the item's ETag."),
-    "transition_not_allowed": ("当前状态不允许此操作。", "This action is not allowed in the current state."),
+    "transition_not_allowed": ("事项当前为「{status_zh}」（{status}），不能{action_zh}；可{action_zh}的状态：{allowed_zh}。",
+                               "Cannot {action} an item that is {status}; allowed when {allowed}."),
     "reply_required": ("信访件须先答复再结案。", "A petition closes only after its reply is recorded."),
     "idempotency_key_required": ("请求须带 Idempotency-Key。", "Send an Idempotency-Key header."),
     "idempotency_mismatch": ("同一 Idempotency-Key 已用于不同内容。", "This Idempotency-Key was used with another body."),
@@ -138,6 +139,17 @@ def title(status: int, locale: str) -> str:
 def detail(code: str, locale: str, fallback: str = "") -> str:
     pair = DETAILS.get(code)
     return _pick(pair, locale) if pair else fallback
+
+
+def detail_with(code: str, locale: str, params: dict[str, object] | None, fallback: str = "") -> str:
+    """The localised detail for ``code`` with its ``{placeholders}`` filled from ``params``."""
+    text = detail(code, locale, "")
+    if not text:
+        return fallback
+    try:
+        return text.format(**(params or {}))
+    except (KeyError, IndexError, ValueError):
+        return fallback or text.split("{")[0]
 
 
 def validation_message(err_type: str, locale: str, fallback: str) -> str:

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shiyu.kit.errors import DomainError
 from shiyu.kit.pii import scrub_text
-from shiyu.platform.web.messages import detail, pick_locale, title, validation_message
+from shiyu.platform.web.messages import detail, detail_with, pick_locale, title, validation_message
 
 log = logging.getLogger("shiyu.web")
 PROBLEM_JSON = "application/problem+json"
@@ -61,7 +61,7 @@ def domain_problem(request: Request, exc: DomainError) -> JSONResponse:
             item["message"] = item["reason"]
         errors.append(item)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    text = detail(exc.code, loc, "")
+    text = detail_with(exc.code, loc, exc.params, "")
     if not text:
         text = scrub_text(exc.detail) if exc.detail else title(exc.status, loc)
     return problem(request, exc.status, exc.code, detail_text=text, field=exc.field, errors=errors or None,
