@@ -360,11 +360,13 @@ def main(argv: list[str] | None = None) -> int:
               f"({base['overdue_rows']:,} rows); due-soon UPDATE {base['due_soon_update_seconds']:.3f} s "
               f"({base['due_soon_rows']:,} rows); rolled back", flush=True)
         first, rep1, hot = tick(db, now, args.profile)
-        print(f"tick 1: {first['seconds']:.2f} s (tick {first['tick_seconds']:.2f} s + commit "
-              f"{first['commit_seconds']:.2f} s): due soon {first['due_soon']:,}, overdue {first['overdue']:,}, "
-              f"escalated {first['escalated']:,}; wrote {first['notifications_written']:,} notifications, "
-              f"{first['timeline_written']:,} timeline entries, {first['audit_written']:,} audit entries"
-              + (" [under cProfile]" if first["profiled"] else ""), flush=True)
+        first["open_items"] = open_items
+        f = first
+        print(f"tick 1 over {open_items:,} open items: {f['seconds']:.2f} s (tick {f['tick_seconds']:.2f} s "
+              f"+ commit {f['commit_seconds']:.2f} s): due soon {f['due_soon']:,}, overdue {f['overdue']:,}, "
+              f"escalated {f['escalated']:,}; wrote {f['notifications_written']:,} notifications, "
+              f"{f['timeline_written']:,} timeline entries, {f['audit_written']:,} audit entries"
+              + (" [under cProfile]" if f["profiled"] else ""), flush=True)
         if hot:
             print(hot)
         second, rep2, _ = tick(db, now)
