@@ -424,9 +424,9 @@ _cache: weakref.WeakKeyDictionary[Any, dict[str, _LayerIndex]] = weakref.WeakKey
 _cache_lock = threading.Lock()
 
 
-def layer_index(session: Session, layer: str = UNIFIED_LAYER) -> _LayerIndex:
+def layer_index(session: Session, layer: str = UNIFIED_LAYER, rev: int | None = None) -> _LayerIndex:
     """The spatial index of a layer, built once per geography revision and reused."""
-    rev = revision(session)
+    rev = revision(session) if rev is None else rev
     pool = session.get_bind().engine.pool
     idx = _cache.get(pool, {}).get(layer)
     if idx is not None and idx.revision == rev:
@@ -449,20 +449,35 @@ def layer_index(session: Session, layer: str = UNIFIED_LAYER) -> _LayerIndex:
 
 def locate_point(session: Session, lon: float, lat: float) -> tuple[LocateResult, str] | None:
     """Unscoped location: (result, scope path of the grid) or None when in no grid."""
-    idx = layer_index(session)
+    rev = revision(session)  # read once: every layer index below is checked against it
+    idx = layer_index(session, rev=rev)
     i = int(idx.locator.locate_index_many(_arr(lon), _arr(lat))[0])
     if i < 0:
         return None
     name, _unit, path = idx.meta[i]
     chain = list(reversed([c for c in path.split("/") if c]))
     layers: dict[str, str] = {}
-    for other in session.execute(select(GridLayer.code).where(GridLayer.is_unified.is_(False))).scalars():
-        oidx = layer_index(session, other)
+    for other in _other_layers(session, rev):
+        oidx = layer_index(session, other, rev=rev)
         if len(oidx.locator):
             j = int(oidx.locator.locate_index_many(_arr(lon), _arr(lat))[0])
             if j >= 0:
                 layers[other] = oidx.locator.codes[j]
     return LocateResult(grid=idx.locator.codes[i], grid_name=name, chain=chain, layers=layers), path
+
+
+_layer_codes: dict[tuple[int, int], tuple[str, ...]] = {}
+
+
+def _other_layers(session: Session, rev: int) -> tuple[str, ...]:
+    """Codes of the non-unified layers, cached per database and geography revision."""
+    key = (id(session.get_bind().engine.pool), rev)
+    codes = _layer_codes.get(key)
+    if codes is None:
+        codes = tuple(session.execute(select(GridLayer.code).where(GridLayer.is_unified.is_(False))
+                                      .order_by(GridLayer.code)).scalars())
+        _layer_codes[key] = codes
+    return codes
 
 
 def _arr(v: float) -> Any:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,6 +18,7 @@ from shiyu.domains.items.models import Category, Holiday, SlaRule
 from shiyu.platform.workflow.calendar import Duration, WorkCalendar
 
 _TTL = 10.0
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 _cache: dict[tuple[str, str], tuple[float, Any]] = {}
 
 

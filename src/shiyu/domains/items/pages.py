@@ -312,6 +312,27 @@ def map_page(request: Request, session: SessionDep, principal: UiPrincipal) -> R
     return render(request, "items/map.html", principal=principal)
 
 
+_shapes: dict[tuple[int, int], dict[str, Any]] = {}
+
+
+def _display_shapes(session: Any) -> dict[str, Any]:
+    """Simplified unified-grid geometries for display (~30 m tolerance, 5 decimals),
+    built once per geography revision: the map of a whole city stays small and fast."""
+    import shapely
+
+    rev = geo.revision(session)
+    key = (id(session.get_bind().engine.pool), rev)
+    shapes = _shapes.get(key)
+    if shapes is None:
+        shapes = {}
+        for code, wkb in session.execute(select(Grid.code, Grid.geom).where(Grid.layer_code == "unified")):
+            g = shapely.from_wkb(bytes(wkb)).simplify(0.0003, preserve_topology=True)
+            shapes[code] = mapping(shapely.set_precision(g, 0.00001))
+        _shapes.clear()
+        _shapes[key] = shapes
+    return shapes
+
+
 @router.get("/map/grids.geojson")
 def map_grids(request: Request, session: SessionDep, principal: UiPrincipal,
               days: Annotated[int, Query(ge=1, le=3650)] = 30) -> Response:
@@ -320,15 +341,11 @@ def map_grids(request: Request, session: SessionDep, principal: UiPrincipal,
 
     since = utcnow() - timedelta(days=days)
     counts = _grid_counts(session, principal, since)
-    rows = session.execute(readable_grids(principal).where(Grid.layer_code == "unified")
-                           .order_by(Grid.code).limit(5000)).scalars().all()
-    import shapely
-
-    feats = []
-    for g in rows:
-        geom = shapely.from_wkb(bytes(g.geom)).simplify(0.0003, preserve_topology=True)
-        feats.append({"type": "Feature", "geometry": mapping(geom),
-                      "properties": {"code": g.code, "name": g.name, "count": counts.get(g.code, 0)}})
+    shapes = _display_shapes(session)
+    stmt = readable_grids(principal).where(Grid.layer_code == "unified").with_only_columns(Grid.code, Grid.name)
+    feats = [{"type": "Feature", "geometry": shapes.get(code),
+              "properties": {"code": code, "name": name, "count": counts.get(code, 0)}}
+             for code, name in session.execute(stmt.order_by(Grid.code).limit(5000)) if code in shapes]
     return JSONResponse({"type": "FeatureCollection", "features": feats})
 
 
@@ -342,9 +359,15 @@ def _grid_counts(session: Any, principal: Any, since: datetime) -> dict[str, int
 def map_items(request: Request, session: SessionDep, principal: UiPrincipal,
               days: Annotated[int, Query(ge=1, le=365)] = 30) -> Response:
     since = utcnow() - timedelta(days=days)
-    rows = session.execute(service.readable(principal).where(
-        WorkItem.lon.is_not(None), (WorkItem.created_at >= since) | WorkItem.status.in_(rules.OPEN_STATES))
-        .order_by(WorkItem.id.desc()).limit(3000)).scalars().all()
+    cols = (WorkItem.id, WorkItem.number, WorkItem.title, WorkItem.status, WorkItem.lon, WorkItem.lat,
+            WorkItem.sla_state, WorkItem.due_at)
+    base = service.readable(principal).where(WorkItem.lon.is_not(None)).with_only_columns(*cols)
+    # Two index-friendly queries (open items; recent ones) instead of one OR that scans the table.
+    open_rows = session.execute(base.where(WorkItem.status.in_(rules.OPEN_STATES))
+                                .order_by(WorkItem.id.desc()).limit(3000)).all()
+    recent = session.execute(base.where(WorkItem.created_at >= since).order_by(WorkItem.id.desc()).limit(3000)).all()
+    merged = {r.id: r for r in [*recent, *open_rows]}
+    rows = sorted(merged.values(), key=lambda r: -r.id)[:3000]
     now = utcnow()
     feats = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [i.lon, i.lat]},
               "properties": {"id": i.id, "number": i.number, "title": i.title, "status": i.status,

@@ -147,7 +147,9 @@ def _owner_for(session: Session, unit: Unit) -> Unit:
 
 
 def _new_number(kind: str, now: datetime) -> str:
-    return f"{NUMBER_PREFIX[kind]}{now.strftime('%Y%m%d')}-{secrets.token_hex(3).upper()}"
+    """Kind prefix, local date, 40 random bits (collisions are retried): SJ20261129-9F3A07C21B."""
+    day = now.astimezone(config.LOCAL_TZ).strftime("%Y%m%d")
+    return f"{NUMBER_PREFIX[kind]}{day}-{secrets.token_hex(5).upper()}"
 
 
 def haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
@@ -255,21 +257,26 @@ def create_item(session: Session, principal: Principal, data: ItemCreate, *, ide
         received_at=received, data=_kind_data(data),
     )
     _set_step(session, item, now)
-    try:
-        # The item is added inside the savepoint (begin_nested flushes whatever is pending
-        # first): when the key's insert fails, rolling back the savepoint drops the item too.
-        with session.begin_nested():
-            session.add(item)
-            session.flush()
-            session.add(IdempotencyKey(principal=principal.username, key=idempotency_key, request_hash=req_hash,
-                                       item_id=item.id))
-            session.flush()
-    except IntegrityError:
-        # A concurrent request with the same key won: return its item (or 422 for another body).
-        prior = _replay(session, principal, idempotency_key, req_hash)
-        if prior is None:
-            raise
-        return Created(prior, True)
+    for attempt in range(5):
+        try:
+            # The item is added inside the savepoint (begin_nested flushes whatever is pending
+            # first): when an insert fails, rolling back the savepoint drops the item too.
+            with session.begin_nested():
+                session.add(item)
+                session.flush()
+                session.add(IdempotencyKey(principal=principal.username, key=idempotency_key,
+                                           request_hash=req_hash, item_id=item.id))
+                session.flush()
+            break
+        except IntegrityError:
+            # A concurrent request with the same key won: return its item (or 422 for
+            # another body). Otherwise the random number collided: draw another.
+            prior = _replay(session, principal, idempotency_key, req_hash)
+            if prior is not None:
+                return Created(prior, True)
+            if attempt == 4:
+                raise
+            item.number = _new_number(data.kind, now)
     for p, idn, phone in parties:
         session.add(Party(item_id=item.id, role=p.role, name=p.name, id_number=idn, phone=phone, address=p.address))
     for a, raw in files:
@@ -787,11 +794,22 @@ def _h_extend(session: Session, p: Principal, item: WorkItem, body: ActionIn, a:
     return {"days": body.days, "handle_due_at": item.handle_due_at.isoformat()}
 
 
-def escalate(session: Session, principal: Principal, item: WorkItem, now: datetime, *, reason: str) -> Unit:
-    """Move the item's ownership one administrative level up 上报上级."""
-    owner = units.get(session, item.owner_code)
+def escalate(session: Session, principal: Principal, item: WorkItem, now: datetime, *, reason: str,
+             unit_cache: dict[str, Unit] | None = None) -> Unit:
+    """Move the item's ownership one administrative level up 上报上级. Batch callers pass
+    ``unit_cache`` (code -> Unit) so a tick over many items looks units up once."""
+    def unit(code: str) -> Unit | None:
+        if unit_cache is None:
+            return units.get(session, code)
+        if code not in unit_cache:
+            found = units.get(session, code)
+            if found is not None:
+                unit_cache[code] = found
+        return unit_cache.get(code)
+
+    owner = unit(item.owner_code)
     assert owner is not None
-    parent = units.get(session, owner.parent_code) if owner.parent_code else None
+    parent = unit(owner.parent_code) if owner.parent_code else None
     if parent is None:
         raise Conflict("already owned by the top level", code="top_level")
     item.owner_code, item.owner_path = parent.code, parent.path

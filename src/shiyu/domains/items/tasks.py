@@ -47,6 +47,7 @@ def sla_tick(session: Session, now: datetime, *, principal: Principal | None = N
                                   WorkItem.due_at < now).order_by(WorkItem.due_at)
     ).scalars())
     escalated: list[int] = []
+    unit_cache: dict[str, Any] = {}
     for i in range(0, len(overdue_ids), BATCH):
         chunk = overdue_ids[i:i + BATCH]
         # Most overdue first, so a capped tick (max_escalations) escalates those.
@@ -59,7 +60,8 @@ def sla_tick(session: Session, now: datetime, *, principal: Principal | None = N
             before_owner = item.owner_code
             if max_escalations is None or len(escalated) < max_escalations:
                 try:
-                    parent = escalate(session, system, item, now, reason="超时自动上报")
+                    with session.no_autoflush:
+                        parent = escalate(session, system, item, now, reason="超时自动上报", unit_cache=unit_cache)
                 except Conflict:
                     item.sla_state = "overdue"
                 else:
