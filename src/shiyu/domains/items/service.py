@@ -692,21 +692,23 @@ def _h_acknowledge(session: Session, p: Principal, item: WorkItem, body: ActionI
     return {"department": a.department_code, "late": bool(a.ack_due_at and now > a.ack_due_at)}
 
 
-def _h_handle(session: Session, p: Principal, item: WorkItem, body: ActionIn, a: Assignment,
-              now: datetime) -> dict[str, Any]:
+def _require_working_with_note(a: Assignment, body: ActionIn) -> None:
+    """Handling and reporting back need the department to have reported in, and a note."""
     if a.state != "acknowledged":
         raise Conflict("acknowledge first", code="acknowledge_first")
     if not (body.note or "").strip():
         raise Invalid("describe what was done", code="reason_required", field="note")
+
+
+def _h_handle(session: Session, p: Principal, item: WorkItem, body: ActionIn, a: Assignment,
+              now: datetime) -> dict[str, Any]:
+    _require_working_with_note(a, body)
     return {"department": a.department_code}
 
 
 def _h_feedback(session: Session, p: Principal, item: WorkItem, body: ActionIn, a: Assignment,
                 now: datetime) -> dict[str, Any]:
-    if a.state != "acknowledged":
-        raise Conflict("acknowledge first", code="acknowledge_first")
-    if not (body.note or "").strip():
-        raise Invalid("report what was done", code="reason_required", field="note")
+    _require_working_with_note(a, body)
     a.state, a.reported_at, a.report = "reported", now, body.note
     session.flush()
     item.status = rules.next_state_after_feedback([x.state for x in assignments_of(session, item.id)])
