@@ -27,12 +27,14 @@ user_app = typer.Typer(help="Users 用户.", no_args_is_help=True)
 geo_app = typer.Typer(help="Geography 地理: units, grids, location.", no_args_is_help=True)
 audit_app = typer.Typer(help="Audit log 审计日志.", no_args_is_help=True)
 sla_app = typer.Typer(help="Deadlines 时限: the SLA tick.", no_args_is_help=True)
+analysis_app = typer.Typer(help="Analysis 分析: hot spots (Getis-Ord Gi*).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(user_app, name="user")
 app.add_typer(geo_app, name="geo")
 app.add_typer(audit_app, name="audit")
 app.add_typer(sla_app, name="sla")
+app.add_typer(analysis_app, name="analysis")
 
 console = Console(stderr=True)
 
@@ -280,6 +282,62 @@ def sla_tick(
         return
     typer.echo(f"{at.isoformat()}: due soon {len(report.due_soon)}, overdue {len(report.overdue)}, "
                f"escalated {len(report.escalated)}, supervision overdue {len(report.supervision_overdue)}")
+
+
+# --------------------------------------------------------------------------- analysis
+
+@analysis_app.command("hotspots")
+def analysis_hotspots(
+    input_file: Annotated[Path | None, typer.Option("--input", help="GeoJSON FeatureCollection of polygons")] = None,
+    value: Annotated[str | None, typer.Option(help="numeric property to analyse (with --input)")] = None,
+    id_field: Annotated[str, typer.Option(help="property naming each feature (with --input)")] = "code",
+    unit: Annotated[str | None, typer.Option(help="unit code: count items per unified grid in its subtree")] = None,
+    period: Annotated[str | None, typer.Option(help="month YYYY-MM (with --unit)")] = None,
+    category: Annotated[str | None, typer.Option(help="category code or prefix (with --unit)")] = None,
+    permutations: Annotated[int, typer.Option(help="conditional permutations")] = 999,
+    seed: Annotated[int, typer.Option(help="random seed of the permutation test")] = 12345,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Getis-Ord Gi* hot spots (queen contiguity, binary weights; hot/cold at 95%) of a polygon
+    layer (--input FILE --value FIELD) or of item counts per grid (--unit CODE --period YYYY-MM)."""
+    from shiyu.domains.analysis import hotspots as hs
+
+    if (input_file is None) == (unit is None):
+        console.print("give either --input FILE --value FIELD, or --unit CODE --period YYYY-MM", markup=False)
+        raise typer.Exit(2)
+    try:
+        if input_file is not None:
+            if not value:
+                console.print("--input needs --value FIELD", markup=False)
+                raise typer.Exit(2)
+            try:
+                data: Any = json.loads(input_file.read_text(encoding="utf-8"))
+            except OSError as exc:
+                console.print(f"cannot read {input_file}: {exc.strerror or exc}", markup=False)
+                raise typer.Exit(2) from exc
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                console.print(f"{input_file} is not valid JSON: {exc}", markup=False)
+                raise typer.Exit(2) from exc
+            geoms, values, ids = hs.layer_from_geojson(data, value, id_field)
+            results = hs.gi_star(geoms, values, ids, permutations=permutations, seed=seed)
+        else:
+            if not period:
+                console.print("--unit needs --period YYYY-MM", markup=False)
+                raise typer.Exit(2)
+            from shiyu.platform.authz.principal import Principal
+
+            with _ready_db().unit_of_work(write=False) as session:
+                results = hs.grid_hotspots(session, Principal.system("cli"), unit_code=unit or "", period=period,
+                                           category=category, permutations=permutations, seed=seed)
+    except DomainError as exc:
+        _fail(exc, 2)
+    if as_json:
+        typer.echo(json.dumps({"method": "getis-ord-gi*", "weights": "queen, binary", "permutations": permutations,
+                               "seed": seed, "alpha": 0.05, "features": [r.as_dict() for r in results]},
+                              ensure_ascii=False))
+        return
+    for r in results:
+        typer.echo(f"{r.id}\t{r.value:g}\tz={r.z:.3f}\tp_sim={r.p_sim:.3f}\t{r.cls}" + ("\tisland" if r.island else ""))
 
 
 if __name__ == "__main__":
