@@ -1,5 +1,6 @@
 """Imports every ORM model so ``Base.metadata`` is complete (Alembic, tests)."""
 
+from shiyu.domains.analysis import models as analysis_models  # noqa: F401
 from shiyu.domains.geo import models as geo_models  # noqa: F401
 from shiyu.domains.items import models as items_models  # noqa: F401
 from shiyu.kit import meta as kit_meta  # noqa: F401
