@@ -55,8 +55,8 @@ os.environ.setdefault("SHIYU_ARGON2_MEMORY_KIB", "8192")
 
 import httpx  # noqa: E402
 import shapely  # noqa: E402
-from sqlalchemy import create_engine, func, insert, select, text  # noqa: E402
-from sqlalchemy.engine import URL, make_url  # noqa: E402
+from sqlalchemy import func, insert, select, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
 try:
     from shiyu.kit.db import Database
@@ -65,7 +65,7 @@ except ImportError:  # running from a checkout without the package installed
     from shiyu.kit.db import Database
 
 from shiyu.config import get_settings  # noqa: E402
-from shiyu.dbadmin import upgrade  # noqa: E402
+from shiyu.dbadmin import create_database, drop_database, upgrade  # noqa: E402
 from shiyu.demo.city import DEMO_PASSWORD, DemoCity, generate_city  # noqa: E402
 from shiyu.demo.load import load_city  # noqa: E402
 from shiyu.domains.geo import service as geo  # noqa: E402
@@ -85,21 +85,6 @@ ADDRESS = "某街道某路口附近"
 
 
 # --------------------------------------------------------------------------- database
-
-
-def create_database(admin_url: URL, name: str) -> None:
-    eng = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with eng.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    eng.dispose()
-
-
-def drop_database(admin_url: URL, name: str) -> None:
-    eng = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with eng.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    eng.dispose()
 
 
 def count_items(db: Database) -> int:

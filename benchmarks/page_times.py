@@ -34,8 +34,7 @@ os.environ.setdefault("SHIYU_ARGON2_TIME_COST", "1")
 os.environ.setdefault("SHIYU_ARGON2_MEMORY_KIB", "8192")
 
 import httpx  # noqa: E402
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
 try:
     from shiyu.kit.db import Database
@@ -44,7 +43,7 @@ except ImportError:  # running from a checkout without the package installed
     from shiyu.kit.db import Database
 
 from shiyu.config import get_settings  # noqa: E402
-from shiyu.dbadmin import upgrade  # noqa: E402
+from shiyu.dbadmin import create_database, drop_database, upgrade  # noqa: E402
 from shiyu.demo.city import DEMO_PASSWORD  # noqa: E402
 from shiyu.demo.load import load_demo  # noqa: E402
 from shiyu.domains.items.models import WorkItem  # noqa: E402
@@ -75,19 +74,8 @@ def _pctl(values: list[float], q: float) -> float:
 def _database(kind: str, tmp: Path, pg: str) -> tuple[str, Any]:
     if kind == "sqlite":
         return f"sqlite:///{tmp / 'pages.db'}", None
-    url = make_url(pg)
     name = "shiyu_bench_pages"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return url.set(database=name).render_as_string(hide_password=False), drop
+    return create_database(pg, name), lambda: drop_database(pg, name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,8 +50,8 @@ os.environ.setdefault("SHIYU_ARGON2_TIME_COST", "1")
 os.environ.setdefault("SHIYU_ARGON2_MEMORY_KIB", "8192")
 
 import shapely  # noqa: E402
-from sqlalchemy import create_engine, func, insert, select, text  # noqa: E402
-from sqlalchemy.engine import URL, make_url  # noqa: E402
+from sqlalchemy import func, insert, select  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
 try:
     from shiyu.kit.db import Database
@@ -60,7 +60,7 @@ except ImportError:  # running from a checkout without the package installed
     from shiyu.kit.db import Database
 
 from shiyu.config import get_settings  # noqa: E402
-from shiyu.dbadmin import upgrade  # noqa: E402
+from shiyu.dbadmin import create_database, drop_database, upgrade  # noqa: E402
 from shiyu.demo.city import generate_city  # noqa: E402
 from shiyu.demo.load import load_city  # noqa: E402
 from shiyu.domains.items import rules  # noqa: E402
@@ -91,21 +91,6 @@ COLUMNS = ("number", "kind", "status", "title", "description", "category_code", 
 
 
 # --------------------------------------------------------------------------- database
-
-
-def create_database(admin_url: URL, name: str) -> None:
-    eng = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with eng.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    eng.dispose()
-
-
-def drop_database(admin_url: URL, name: str) -> None:
-    eng = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with eng.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    eng.dispose()
 
 
 def count(db: Database, model: Any, *where: Any) -> int:

@@ -18,10 +18,11 @@ from typing import Any  # noqa: E402
 import pyotp  # noqa: E402
 import pytest  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
-from sqlalchemy import create_engine, select, text  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from shiyu.config import get_settings  # noqa: E402
+from shiyu.dbadmin import create_database, drop_database  # noqa: E402
 from shiyu.demo.city import DEMO_PASSWORD, DemoCity, generate_city  # noqa: E402
 from shiyu.kit.db import Database  # noqa: E402
 from shiyu.kit.pii import find_unmasked  # noqa: E402
@@ -39,12 +40,7 @@ def fresh_database_url(tmp: Path, name: str) -> str:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     dbname = f"{url.database}_{name}_{worker}_{os.getpid()}_{next(_counter)}".lower()
     _created.append((url.render_as_string(hide_password=False), dbname))
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{dbname}"'))
-    admin.dispose()
-    return url.set(database=dbname).render_as_string(hide_password=False)
+    return create_database(url, dbname)
 
 
 _counter = itertools.count()
@@ -55,10 +51,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Drop the PostgreSQL databases this run created."""
     for base, dbname in _created:
         try:
-            admin = create_engine(base, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
-            admin.dispose()
+            drop_database(base, dbname)
         except Exception:  # best effort: a leftover database is harmless
             pass
 
