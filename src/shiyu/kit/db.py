@@ -13,6 +13,7 @@ The transaction belongs to the edge (a request, a CLI command or a job): service
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -152,3 +153,25 @@ def get_database(url: str | None = None) -> Database:
     if db is None:
         db = _databases[url] = Database(url)
     return db
+
+
+#: Process caches of things read from one database (spatial indexes, catalogues), keyed
+#: by the engine's connection pool: not by URL and not by ``id()``, so a database dropped
+#: and recreated under the same URL, or a new engine at a recycled address, never sees
+#: another database's entries. Entries go away with the engine.
+_per_database: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def per_database(session: Session) -> dict[str, Any]:
+    """The cache dictionary of the database ``session`` is bound to."""
+    pool = session.get_bind().engine.pool
+    found = _per_database.get(pool)
+    if found is None:
+        found = _per_database.setdefault(pool, {})
+    return found
+
+
+def forget_everywhere(key: str) -> None:
+    """Drop ``key`` from every database's cache (after a change an admin made)."""
+    for entries in list(_per_database.values()):
+        entries.pop(key, None)

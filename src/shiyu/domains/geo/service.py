@@ -8,7 +8,6 @@ known in every layer.
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +40,7 @@ from shiyu.domains.geo.schemas import (
     LocateResult,
     UnitRead,
 )
+from shiyu.kit.db import per_database
 from shiyu.kit.errors import Invalid, NotFound
 from shiyu.kit.pii import mask_name, mask_phone, mask_resident_id
 from shiyu.platform.audit import service as audit
@@ -418,21 +418,17 @@ class _LayerIndex:
     meta: tuple[tuple[str, str, str], ...]  # (name, unit_code, scope_path) per grid index
 
 
-#: Per connection pool (one per engine), then per layer. Not keyed by URL: a database
-#: dropped and recreated under the same URL (tests, restores) must not reuse the old index.
-_cache: weakref.WeakKeyDictionary[Any, dict[str, _LayerIndex]] = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
 
 
 def layer_index(session: Session, layer: str = UNIFIED_LAYER, rev: int | None = None) -> _LayerIndex:
     """The spatial index of a layer, built once per geography revision and reused."""
     rev = revision(session) if rev is None else rev
-    pool = session.get_bind().engine.pool
-    idx = _cache.get(pool, {}).get(layer)
+    per_db: dict[str, _LayerIndex] = per_database(session).setdefault("geo.layers", {})
+    idx = per_db.get(layer)
     if idx is not None and idx.revision == rev:
         return idx
     with _cache_lock:
-        per_db = _cache.setdefault(pool, {})
         idx = per_db.get(layer)
         if idx is not None and idx.revision == rev:
             return idx
@@ -466,17 +462,15 @@ def locate_point(session: Session, lon: float, lat: float) -> tuple[LocateResult
     return LocateResult(grid=idx.locator.codes[i], grid_name=name, chain=chain, layers=layers), path
 
 
-_layer_codes: dict[tuple[int, int], tuple[str, ...]] = {}
-
-
 def _other_layers(session: Session, rev: int) -> tuple[str, ...]:
     """Codes of the non-unified layers, cached per database and geography revision."""
-    key = (id(session.get_bind().engine.pool), rev)
-    codes = _layer_codes.get(key)
-    if codes is None:
-        codes = tuple(session.execute(select(GridLayer.code).where(GridLayer.is_unified.is_(False))
-                                      .order_by(GridLayer.code)).scalars())
-        _layer_codes[key] = codes
+    cache = per_database(session)
+    hit = cache.get("geo.other_layers")
+    if hit is not None and hit[0] == rev:
+        return hit[1]  # type: ignore[no-any-return]
+    codes = tuple(session.execute(select(GridLayer.code).where(GridLayer.is_unified.is_(False))
+                                  .order_by(GridLayer.code)).scalars())
+    cache["geo.other_layers"] = (rev, codes)
     return codes
 
 

@@ -15,29 +15,26 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiyu.domains.items.models import Category, Holiday, SlaRule
+from shiyu.kit.db import forget_everywhere, per_database
 from shiyu.platform.workflow.calendar import Duration, WorkCalendar
 
 _TTL = 10.0
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
-_cache: dict[tuple[str, str], tuple[float, Any]] = {}
-
-
-def _key(session: Session, name: str) -> tuple[str, str]:
-    return (str(id(session.get_bind().engine.pool)), name)
+_CACHE_KEY = "items.config"
 
 
 def invalidate() -> None:
-    _cache.clear()
+    forget_everywhere(_CACHE_KEY)
 
 
 def _cached(session: Session, name: str, build: Any) -> Any:
-    k = _key(session, name)
-    hit = _cache.get(k)
+    cache: dict[str, tuple[float, Any]] = per_database(session).setdefault(_CACHE_KEY, {})
+    hit = cache.get(name)
     now = time.monotonic()
     if hit and now - hit[0] < _TTL:
         return hit[1]
     value = build()
-    _cache[k] = (now, value)
+    cache[name] = (now, value)
     return value
 
 

@@ -21,6 +21,7 @@ from shiyu.domains.items import config, rules, service
 from shiyu.domains.items.api import item_read
 from shiyu.domains.items.models import WorkItem
 from shiyu.domains.items.schemas import ActionIn, ItemCreate
+from shiyu.kit.db import per_database
 from shiyu.kit.errors import DomainError, Invalid
 from shiyu.kit.timeutil import utcnow
 from shiyu.platform.ui.web import LOCAL_TZ, UiPrincipal, register_templates, render, t
@@ -312,24 +313,21 @@ def map_page(request: Request, session: SessionDep, principal: UiPrincipal) -> R
     return render(request, "items/map.html", principal=principal)
 
 
-_shapes: dict[tuple[int, int], dict[str, Any]] = {}
-
-
 def _display_shapes(session: Any) -> dict[str, Any]:
     """Simplified unified-grid geometries for display (~30 m tolerance, 5 decimals),
     built once per geography revision: the map of a whole city stays small and fast."""
     import shapely
 
     rev = geo.revision(session)
-    key = (id(session.get_bind().engine.pool), rev)
-    shapes = _shapes.get(key)
-    if shapes is None:
-        shapes = {}
-        for code, wkb in session.execute(select(Grid.code, Grid.geom).where(Grid.layer_code == "unified")):
-            g = shapely.from_wkb(bytes(wkb)).simplify(0.0003, preserve_topology=True)
-            shapes[code] = mapping(shapely.set_precision(g, 0.00001))
-        _shapes.clear()
-        _shapes[key] = shapes
+    cache = per_database(session)
+    hit = cache.get("map.shapes")
+    if hit is not None and hit[0] == rev:
+        return hit[1]  # type: ignore[no-any-return]
+    shapes: dict[str, Any] = {}
+    for code, wkb in session.execute(select(Grid.code, Grid.geom).where(Grid.layer_code == "unified")):
+        g = shapely.from_wkb(bytes(wkb)).simplify(0.0003, preserve_topology=True)
+        shapes[code] = mapping(shapely.set_precision(g, 0.00001))
+    cache["map.shapes"] = (rev, shapes)
     return shapes
 
 
