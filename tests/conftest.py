@@ -81,6 +81,31 @@ def db(tmp_path_factory: pytest.TempPathFactory, demo_city: DemoCity) -> Iterato
     database.dispose()
 
 
+@pytest.fixture(scope="module")
+def city_db(tmp_path_factory: pytest.TempPathFactory, demo_city: DemoCity) -> Iterator[Database]:
+    """A migrated, seeded database of the test module's own, with the small demo city,
+    for tests that change what they like (the shared ``db`` stays as loaded)."""
+    from shiyu.demo.load import load_city
+
+    database = make_db(fresh_database_url(tmp_path_factory.mktemp("city"), "city"))
+    with database.unit_of_work() as s:
+        load_city(s, demo_city)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def session(city_db: Database) -> Iterator[Any]:
+    """One transaction on ``city_db`` per test, rolled back at the end: nothing any test
+    makes is seen by another."""
+    s = city_db.session(write=True)
+    try:
+        yield s
+    finally:
+        s.rollback()
+        s.close()
+
+
 @pytest.fixture
 def empty_db(tmp_path: Path) -> Iterator[Database]:
     """A migrated database with nothing in it, for tests that need their own world."""

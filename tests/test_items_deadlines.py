@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,9 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from conftest import fresh_database_url, make_db
 from shiyu.demo.city import DemoCity
-from shiyu.demo.load import load_city
 from shiyu.domains.items import config, rules, service
-from shiyu.domains.items.config import SlaTable, seed_catalogues
+from shiyu.domains.items.config import SlaTable
 from shiyu.domains.items.models import Notification, Supervision, TimelineEntry, WorkItem
 from shiyu.domains.items.schemas import ActionIn, ItemCreate, PersonIn, PetitionIn
 from shiyu.domains.items.tasks import sla_tick
@@ -109,27 +106,6 @@ def test_sla_table_against_a_precedence_oracle(rules_: dict[Any, Duration], kind
 
 
 # --------------------------------------------------------------------------- a real database
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, demo_city: DemoCity) -> Iterator[Database]:
-    database = make_db(fresh_database_url(tmp_path_factory.mktemp("items_deadlines"), "items_deadlines"))
-    with database.unit_of_work() as session:
-        load_city(session, demo_city)
-        seed_catalogues(session)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def session(world: Database) -> Iterator[Session]:
-    """One transaction per test, rolled back at the end: nothing any test makes is seen by another."""
-    s = world.session(write=True)
-    try:
-        yield s
-    finally:
-        s.rollback()
-        s.close()
 
 
 @pytest.fixture(scope="module")
@@ -355,10 +331,10 @@ HANDLE_RULES = [(r["kind"], r["category"], r["priority"]) for r in seeded_rules(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(start=START, rule=st.sampled_from(HANDLE_RULES), days=st.integers(1, 30))
-def test_day_based_deadlines_end_on_a_working_day(world: Database, start: datetime,
+def test_day_based_deadlines_end_on_a_working_day(city_db: Database, start: datetime,
                                                   rule: tuple[str, str | None, str | None], days: int) -> None:
     kind, category, priority = rule
-    with world.session(write=False) as s:
+    with city_db.session(write=False) as s:
         d = config.sla_table(s).duration(kind, category, priority, "handle")
         due = config.deadline(s, start, kind, category, priority, "handle")
         cal = config.calendar(s)
@@ -385,9 +361,9 @@ def test_day_based_deadlines_end_on_a_working_day(world: Database, start: dateti
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(start=START, kind=st.sampled_from(["hotline", "petition"]), priority=st.sampled_from(["low", "normal"]))
-def test_handle_deadline_of_a_dispatched_item_is_a_working_day(world: Database, place: dict[str, str],
+def test_handle_deadline_of_a_dispatched_item_is_a_working_day(city_db: Database, place: dict[str, str],
                                                                start: datetime, kind: str, priority: str) -> None:
-    s = world.session(write=True)
+    s = city_db.session(write=True)
     try:
         item = new_item(s, place, kind, start, priority=priority)
         do(s, item, "accept", start)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,11 +16,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from conftest import fresh_database_url, make_db
 from shiyu.demo.city import DemoCity
-from shiyu.demo.load import load_city
 from shiyu.domains.items import config, rules, service
-from shiyu.domains.items.config import seed_catalogues
 from shiyu.domains.items.models import Assignment, TimelineEntry, WorkItem
 from shiyu.domains.items.schemas import ActionIn, DisputeIn, ItemCreate, PartyIn, PersonIn, PetitionIn
 from shiyu.kit.db import Database
@@ -222,28 +218,6 @@ def test_can_reopen(state: str, rating: int | None, verify_failed: bool) -> None
 
 
 # --------------------------------------------------------------------------- a real database
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, demo_city: DemoCity) -> Iterator[Database]:
-    """A migrated database of its own, with the small demo city and the item catalogues."""
-    database = make_db(fresh_database_url(tmp_path_factory.mktemp("items_rules"), "items_rules"))
-    with database.unit_of_work() as session:
-        load_city(session, demo_city)
-        seed_catalogues(session)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def session(world: Database) -> Iterator[Session]:
-    """One transaction per test, rolled back at the end."""
-    s = world.session(write=True)
-    try:
-        yield s
-    finally:
-        s.rollback()
-        s.close()
 
 
 _keys = itertools.count()
@@ -679,8 +653,8 @@ class ItemLifecycle(RuleBasedStateMachine):
             self.session.close()
 
 
-def test_no_action_sequence_leaves_the_table(world: Database, demo_city: DemoCity) -> None:
-    ItemLifecycle.database = world
+def test_no_action_sequence_leaves_the_table(city_db: Database, demo_city: DemoCity) -> None:
+    ItemLifecycle.database = city_db
     ItemLifecycle.city = demo_city
     run_state_machine_as_test(ItemLifecycle, settings=settings(
         max_examples=40, stateful_step_count=25, deadline=None,
