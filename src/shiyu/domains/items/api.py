@@ -42,8 +42,8 @@ EXPORT_LIMIT = 50_000
 
 
 def item_read(session: Any, principal: Any, item: WorkItem, *, reveal: bool = False) -> ItemRead:
-    dept_names = {a.department_code for a in service.assignments_of(session, item.id)}
-    names = {c: u.name for c, u in units.get_many(session, sorted(dept_names)).items()}
+    rows = service.assignments_of(session, item.id)
+    names = {c: u.name for c, u in units.get_many(session, sorted({a.department_code for a in rows})).items()}
     parties = [
         PartyRead(role=p.role, name=p.name if reveal else mask_name(p.name),
                   id_number=(p.id_number if reveal else mask_resident_id(p.id_number)) if p.id_number else None,
@@ -55,7 +55,7 @@ def item_read(session: Any, principal: Any, item: WorkItem, *, reveal: bool = Fa
         AssignmentRead(department_code=a.department_code, department_name=names.get(a.department_code), mode=a.mode,
                        state=a.state, assigned_at=a.assigned_at, ack_due_at=a.ack_due_at,
                        acknowledged_at=a.acknowledged_at, reported_at=a.reported_at, report=a.report)
-        for a in service.assignments_of(session, item.id)
+        for a in rows
     ]
     return ItemRead(
         id=item.id, number=item.number, kind=item.kind, status=item.status,

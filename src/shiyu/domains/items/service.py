@@ -496,12 +496,10 @@ def assignments_of(session: Session, item_id: int) -> list[Assignment]:
 
 
 def duplicates_of(session: Session, principal: Principal, item: WorkItem) -> list[dict[str, Any]]:
-    rows = session.execute(
-        select(DuplicateLink, WorkItem.number, WorkItem.title, WorkItem.status)
-        .join(WorkItem, WorkItem.id == DuplicateLink.candidate_id)
-        .where(DuplicateLink.item_id == item.id, DuplicateLink.state == "pending")
-        .where(readable(principal).whereclause if readable(principal).whereclause is not None else and_(True))
-    ).all()
+    stmt = (select(DuplicateLink, WorkItem.number, WorkItem.title, WorkItem.status)
+            .join(WorkItem, WorkItem.id == DuplicateLink.candidate_id)
+            .where(DuplicateLink.item_id == item.id, DuplicateLink.state == "pending"))
+    rows = session.execute(scope(stmt, principal, "item.read", WorkItem.scope_path)).all()
     return [{"item_id": d.candidate_id, "number": n, "title": t, "status": s, "distance_m": d.distance_m}
             for d, n, t, s in rows]
 

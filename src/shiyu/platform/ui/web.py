@@ -6,7 +6,6 @@ jurisdiction filter and the audit log apply to every page exactly as to the API.
 
 from __future__ import annotations
 
-import hmac
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,7 +21,7 @@ from shiyu.kit.pii import mask_address, mask_name, mask_phone, mask_resident_id
 from shiyu.platform.authz.principal import Principal
 from shiyu.platform.identity import service as identity
 from shiyu.platform.ui.i18n import current_locale, gettext_, ngettext_, pick
-from shiyu.platform.web.deps import CSRF_HEADER, SESSION_COOKIE, SessionDep, csrf_token, request_id
+from shiyu.platform.web.deps import SESSION_COOKIE, SessionDep, csrf_ok, csrf_token, request_id
 
 COOKIE = SESSION_COOKIE
 LANG_COOKIE = "shiyu_lang"
@@ -67,10 +66,8 @@ def _ui_principal(request: Request, session: SessionDep) -> Principal:
     if principal is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(target)
-    if request.method not in ("GET", "HEAD"):
-        sent = request.headers.get(CSRF_HEADER) or ""
-        if not hmac.compare_digest(sent, csrf_token(token)):
-            raise DomainError("CSRF token missing or wrong", code="csrf")
+    if not csrf_ok(request, token):
+        raise DomainError("CSRF token missing or wrong", code="csrf")
     return principal
 
 
