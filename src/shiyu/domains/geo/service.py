@@ -44,7 +44,7 @@ from shiyu.kit.db import per_database
 from shiyu.kit.errors import Invalid, NotFound
 from shiyu.kit.pii import mask_name, mask_phone, mask_resident_id
 from shiyu.platform.audit import service as audit
-from shiyu.platform.audit.guard import check_action, check_scope, denied
+from shiyu.platform.audit.guard import check_action, check_filter, check_scope, denied
 from shiyu.platform.authz.principal import Principal
 from shiyu.platform.units import service as units
 from shiyu.platform.units.models import Unit
@@ -545,10 +545,7 @@ def list_grids(
         target = units.get(session, unit)
         if target is None:
             raise Invalid("unknown unit", code="unknown_unit", field="unit", params={"code": unit})
-        if not principal.can_at("grid.read", target.path) and not any(
-            p.startswith(target.path) for p in principal.paths_for("grid.read")
-        ):
-            denied(session, principal, "grid.read", object_type="unit", object_id=unit, scope_path=target.path)
+        check_filter(session, principal, "grid.read", target.path, object_type="unit", object_id=unit)
         stmt = stmt.where(Grid.scope_path.startswith(target.path, autoescape=True))
     total = session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
     rows = session.execute(stmt.order_by(Grid.code).limit(limit).offset(offset)).scalars()

@@ -41,7 +41,7 @@ from shiyu.kit.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from shiyu.kit.pii import PiiError, validate_mobile, validate_resident_id
 from shiyu.kit.timeutil import utcnow
 from shiyu.platform.audit import service as audit
-from shiyu.platform.audit.guard import check_action, check_scope, denied
+from shiyu.platform.audit.guard import check_action, check_filter, check_scope, denied
 from shiyu.platform.authz.principal import Principal
 from shiyu.platform.authz.scope import scope
 from shiyu.platform.units import service as units
@@ -437,9 +437,7 @@ def filtered(session: Session, principal: Principal, f: ItemFilter, *, now: date
         u = units.get(session, f.unit)
         if u is None:
             raise Invalid("unknown unit", code="unknown_unit", field="unit", params={"code": f.unit})
-        if not principal.can_at("item.read", u.path) and not any(
-                p.startswith(u.path) for p in principal.paths_for("item.read")):
-            denied(session, principal, "item.read", object_type="unit", object_id=f.unit, scope_path=u.path)
+        check_filter(session, principal, "item.read", u.path, object_type="unit", object_id=f.unit)
         stmt = stmt.where(WorkItem.scope_path.startswith(u.path, autoescape=True))
     if f.overdue is True:
         stmt = stmt.where(WorkItem.status.in_(rules.OPEN_STATES),

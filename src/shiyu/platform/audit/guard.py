@@ -51,3 +51,12 @@ def denied(
     """Audit a denial the caller handles itself (e.g. a filter outside scope giving an empty list)."""
     record_detached(session, principal, action, object_type=object_type, object_id=object_id,
                     result="denied", scope_path=scope_path, detail={"reason": "jurisdiction"})
+
+
+def check_filter(
+    session: Session, principal: Principal, action: str, path: str, *, object_type: str, object_id: str
+) -> None:
+    """A list filtered to a subtree outside the jurisdiction comes back empty (the scope
+    sees to that); the attempt is audited as a denial."""
+    if not principal.overlaps(action, path):
+        denied(session, principal, action, object_type=object_type, object_id=object_id, scope_path=path)

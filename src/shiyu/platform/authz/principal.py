@@ -37,6 +37,11 @@ class Principal:
             return False
         return any(path.startswith(p) for p in self.paths_for(action))
 
+    def overlaps(self, action: str, path: str) -> bool:
+        """Whether the subtree at ``path`` shares anything with the jurisdiction: it lies
+        inside a grant, or a grant lies inside it (a district filter for a town user)."""
+        return any(path.startswith(p) or p.startswith(path) for p in self.paths_for(action))
+
     @classmethod
     def system(cls, name: str = "system", request_id: str | None = None) -> Principal:
         """The principal of CLI commands and jobs: every action over the whole tree."""
