@@ -553,3 +553,14 @@ def test_filter_always_returns_true_and_is_idempotent() -> None:
     plain = logging.LogRecord("x", logging.INFO, __file__, 1, "nothing here", None, None)
     assert scrubber.filter(plain) is True
     assert plain.getMessage() == "nothing here"
+
+
+@given(st.binary(min_size=1, max_size=64))
+def test_csrf_token_never_looks_like_personal_data(raw: bytes) -> None:
+    """The CSRF value sits in every page; the page scanners must never take it for a mobile or ID."""
+    from shiyu.platform.web.deps import csrf_token
+
+    value = csrf_token(raw.hex())
+    assert len(value) == 32
+    assert not any(ch in value for ch in "0189")
+    assert find_unmasked(value) == []
