@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
+_AFTER_UNIT = "after_unit"
+
+
+def after_unit(session: Session, fn: Callable[[Database], None]) -> None:
+    """Run ``fn(database)`` once the unit of work of ``session`` has ended, whether it
+    committed or rolled back (e.g. to keep an audited denial the rollback would lose)."""
+    session.info.setdefault(_AFTER_UNIT, []).append(fn)
+
+
 class Database:
     """One engine and its two session factories (read and write)."""
 
@@ -125,7 +134,8 @@ class Database:
 
     @contextlib.contextmanager
     def unit_of_work(self, *, write: bool = True) -> Iterator[Session]:
-        """Open a session, commit once at the end, roll back on any error."""
+        """Open a session, commit once at the end, roll back on any error; then run what
+        was registered with ``after_unit`` (committed or not)."""
         session = self.session(write=write)
         try:
             yield session
@@ -134,7 +144,15 @@ class Database:
             session.rollback()
             raise
         finally:
-            session.close()
+            self.close_unit(session)
+
+    def close_unit(self, session: Session) -> None:
+        """Close a unit of work's session and run its ``after_unit`` callbacks: the one
+        ending shared by ``unit_of_work`` and the web request edge."""
+        after = session.info.pop(_AFTER_UNIT, [])
+        session.close()
+        for fn in after:
+            fn(self)
 
     def dispose(self) -> None:
         self.engine.dispose()

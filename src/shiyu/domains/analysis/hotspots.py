@@ -186,17 +186,33 @@ def grid_hotspots(
     ).tuples().all())
     unit = units.get(session, unit_code)
     assert unit is not None  # filtered() raised Invalid otherwise
+    return counts_hotspots(session, principal, unit_path=unit.path, counts=counts, action="item.read",
+                           permutations=permutations, seed=seed, alpha=alpha)
+
+
+def unit_grids(session: Session, principal: Principal, *, unit_path: str, action: str) -> dict[str, BaseGeometry]:
+    """The unified grids 统一网格 under ``unit_path`` that ``principal`` may read for
+    ``action``, by code (ordered by code)."""
     grid_stmt = (select(Grid.code, Grid.geom)
-                 .where(Grid.layer_code == UNIFIED_LAYER, Grid.scope_path.startswith(unit.path, autoescape=True))
+                 .where(Grid.layer_code == UNIFIED_LAYER, Grid.scope_path.startswith(unit_path, autoescape=True))
                  .order_by(Grid.code))
-    rows = session.execute(scope(grid_stmt, principal, "item.read", Grid.scope_path)).tuples().all()
-    if len(rows) < MIN_FEATURES:
-        raise Invalid(f"unit {unit_code} has {len(rows)} unified grids; Gi* needs at least {MIN_FEATURES}",
+    rows = session.execute(scope(grid_stmt, principal, action, Grid.scope_path)).tuples().all()
+    geoms = shapely.from_wkb([bytes(g) for _, g in rows]) if rows else []
+    return {c: g for (c, _), g in zip(rows, geoms, strict=True)}
+
+
+def counts_hotspots(session: Session, principal: Principal, *, unit_path: str, counts: dict[str, int | float],
+                    action: str, permutations: int = 999, seed: int | None = 12345, alpha: float = 0.05,
+                    grids: dict[str, BaseGeometry] | None = None) -> list[HotspotResult]:
+    """Gi* of ``counts`` (grid code -> count; grids missing count 0) over the unified
+    grids under ``unit_path``."""
+    shapes = grids if grids is not None else unit_grids(session, principal, unit_path=unit_path, action=action)
+    if len(shapes) < MIN_FEATURES:
+        raise Invalid(f"the unit has {len(shapes)} unified grids; Gi* needs at least {MIN_FEATURES}",
                       code="hotspot_too_few", field="unit")
-    geoms = list(shapely.from_wkb([bytes(g) for _, g in rows]))
-    codes = [c for c, _ in rows]
+    codes = list(shapes)
     values = [float(counts.get(c, 0)) for c in codes]
-    return gi_star(geoms, values, codes, permutations=permutations, seed=seed, alpha=alpha)
+    return gi_star([shapes[c] for c in codes], values, codes, permutations=permutations, seed=seed, alpha=alpha)
 
 
 def layer_from_geojson(data: Any, value_field: str, id_field: str = "code"

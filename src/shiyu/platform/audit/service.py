@@ -8,7 +8,7 @@ UPDATE`` on PostgreSQL; SQLite write transactions are already serialised by
 
 Denials and failed logins must survive the rollback of the request that caused them:
 they are "detached" entries, written by the edge in a short transaction of their own
-after the main one ends (see ``flush_detached``).
+after the main one ends (see ``record_detached``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from shiyu.config import get_settings
+from shiyu.kit.db import Database, after_unit
 from shiyu.kit.pii import scrub_text
 from shiyu.kit.timeutil import iso, utcnow
 from shiyu.platform.audit.models import AuditEntry, AuditHead
@@ -128,11 +129,21 @@ def record_detached(
     request_id: str | None = None,
 ) -> None:
     """Audit something that must be kept even if the unit of work rolls back (denials,
-    failed logins). The edge writes these after the main transaction ends."""
-    session.info.setdefault(_DETACHED, []).append(
-        _entry(principal, action, object_type=object_type, object_id=_s(object_id), result=result,
-               scope_path=scope_path, detail=detail, actor=actor, request_id=request_id)
-    )
+    failed logins). The entries are appended in a short transaction of their own when the
+    unit of work ends (``kit.db.after_unit``: web requests, CLI commands and jobs alike)."""
+    entries = session.info.get(_DETACHED)
+    if entries is None:
+        entries = session.info[_DETACHED] = []
+        after_unit(session, lambda db: _write_detached(db, session))
+    entries.append(_entry(principal, action, object_type=object_type, object_id=_s(object_id), result=result,
+                          scope_path=scope_path, detail=detail, actor=actor, request_id=request_id))
+
+
+def _write_detached(db: Database, session: Session) -> None:
+    entries = take_detached(session)
+    if entries:
+        with db.unit_of_work(write=True) as s2:
+            append_entries(s2, entries)
 
 
 def _s(value: str | int | None) -> str | None:

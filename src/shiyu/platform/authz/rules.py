@@ -48,6 +48,7 @@ ACTIONS: Final = (
     "item.supervise",
     "item.export",
     "item.configure",
+    "analysis.read",
 )
 
 _READ_GEO = {"unit.read", "grid.read"}
@@ -55,12 +56,15 @@ _READ_GEO = {"unit.read", "grid.read"}
 ROLE_ACTIONS: Final[dict[str, frozenset[str]]] = {
     "grid_worker": frozenset(_READ_GEO | {"household.read", "pii.reveal", "item.read", "item.create", "item.rate"}),
     "dispatcher": frozenset(_READ_GEO | {"household.read", "pii.reveal", "item.read", "item.create", "item.dispatch",
-                                         "item.escalate", "item.reply", "item.rate", "item.export"}),
+                                         "item.escalate", "item.reply", "item.rate", "item.export",
+                                         "analysis.read"}),
     "department_handler": frozenset(_READ_GEO | {"item.read", "item.handle", "item.escalate", "item.reply"}),
     "mediator": frozenset(_READ_GEO | {"household.read", "pii.reveal", "item.read", "item.create", "item.handle",
                                        "item.reply"}),
-    "leader": frozenset(_READ_GEO | {"household.read", "item.read", "item.supervise", "item.export"}),
-    "auditor": frozenset(_READ_GEO | {"household.read", "audit.read", "user.read", "item.read", "item.export"}),
+    "leader": frozenset(_READ_GEO | {"household.read", "item.read", "item.supervise", "item.export",
+                                     "analysis.read"}),
+    "auditor": frozenset(_READ_GEO | {"household.read", "audit.read", "user.read", "item.read", "item.export",
+                                      "analysis.read"}),
     "admin": frozenset(ACTIONS),
 }
 

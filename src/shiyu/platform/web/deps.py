@@ -82,11 +82,7 @@ def _session(request: Request, db: Annotated[Database, Depends(get_db)],
         session.rollback()
         raise
     finally:
-        detached = audit.take_detached(session)
-        session.close()
-        if detached:
-            with db.unit_of_work(write=True) as s2:
-                audit.append_entries(s2, detached)
+        db.close_unit(session)
 
 
 SessionDep = Annotated[Session, Depends(_session, scope="function")]
