@@ -302,6 +302,16 @@ def _list_notes(c: Any, h: dict[str, str], w: World, r: str) -> Any:
     return c.get("/api/v1/notifications", params={"limit": 500}, headers=h)
 
 
+def _last_month() -> str:
+    from datetime import timedelta
+
+    from shiyu.kit.timeutil import utcnow
+    from shiyu.platform.workflow.calendar import LOCAL_TZ
+
+    first = utcnow().astimezone(LOCAL_TZ).date().replace(day=1)
+    return (first - timedelta(days=1)).strftime("%Y-%m")
+
+
 def _users_in_scope(db: Any, world: World, _rel: str) -> set[str]:
     with db.unit_of_work(write=False) as s:
         return {str(x) for x in s.execute(select(User.id).where(User.scope_path.startswith(world.t1_path))).scalars()}
@@ -391,6 +401,14 @@ ENDPOINTS = [
     Endpoint("PUT /holidays", "item.configure", "single", ("own",),
              lambda c, h, w, r: c.put("/api/v1/holidays", headers=h, json={"day": "2030-05-04", "name": "测试"})),
     Endpoint("DELETE /holidays/{day}", "item.configure", "single", ("own",), _delete_holiday, ok_status=204),
+    Endpoint("GET /analysis/report", "analysis.read", "single", RELATIONS,
+             lambda c, h, w, r: c.get("/api/v1/analysis/report", headers=h, params={
+                 "unit": w.units[r], "period": _last_month(), "permutations": 99})),
+    Endpoint("GET /analysis/hotspots", "analysis.read", "single", RELATIONS,
+             lambda c, h, w, r: c.get("/api/v1/analysis/hotspots", headers=h, params={
+                 "unit": w.units[r], "period": _last_month(), "permutations": 99})),
+    Endpoint("GET /analysis/warnings", "analysis.read", "single", RELATIONS,
+             lambda c, h, w, r: c.get("/api/v1/analysis/warnings", headers=h, params={"unit": w.units[r]})),
 ]
 
 CASES = [

@@ -16,6 +16,7 @@ from shiyu.domains.items.admin_api import router as catalogue_router
 from shiyu.domains.items.admin_pages import router as items_admin_pages
 from shiyu.domains.items.api import router as items_router
 from shiyu.domains.items.pages import router as items_pages
+from shiyu.domains.reports.api import router as analysis_router
 from shiyu.kit.db import Database, get_database
 from shiyu.kit.errors import DomainError
 from shiyu.kit.pii import install_log_scrubbing
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(geo_router)
     app.include_router(items_router)
     app.include_router(catalogue_router)
+    app.include_router(analysis_router)
     app.include_router(audit_router)
 
     @app.get("/healthz", tags=["ops"])

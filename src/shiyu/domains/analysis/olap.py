@@ -54,13 +54,12 @@ import pyarrow.parquet as pq
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from shiyu.domains.analysis.access import ACTION
 from shiyu.domains.analysis.models import PoliceRecord
 from shiyu.domains.items.models import WorkItem
 from shiyu.platform.authz.principal import Principal
 from shiyu.platform.authz.scope import scope
 
-#: The action that lets a principal read aggregate figures in a subtree.
-ACTION = "analysis.read"
 #: Path segment length: a 12-digit code and its slash.
 SEGMENT = 13
 CLOSED = ("closed", "rated")

@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 
 from shiyu.domains.analysis import hotspots as hs
 from shiyu.domains.analysis import warnings as ew
-from shiyu.domains.analysis.olap import ACTION, KINDS, SEGMENT, STREAMS, Olap, Window
+from shiyu.domains.analysis.access import ACTION, resolve_unit
+from shiyu.domains.analysis.olap import KINDS, SEGMENT, STREAMS, Olap, Window
 from shiyu.domains.items import config as item_config
-from shiyu.kit.errors import Invalid, NotFound
+from shiyu.kit.errors import Invalid
 from shiyu.kit.timeutil import utcnow
-from shiyu.platform.audit import guard
 from shiyu.platform.authz.scope import scope
 from shiyu.platform.units import service as units
 from shiyu.platform.units.models import Unit
@@ -59,17 +59,6 @@ def _change(cur: float, base: float) -> float | None:
 
 def _row(cur: int, prev: int, ly: int) -> dict[str, Any]:
     return {"current": cur, "previous": prev, "last_year": ly, "mom": _change(cur, prev), "yoy": _change(cur, ly)}
-
-
-def resolve_unit(session: Session, principal: Any, unit_code: str) -> Unit:
-    """The unit to report on, checked against the principal's ``analysis.read`` grants
-    (403 when the role never may; 404, audited, outside the jurisdiction)."""
-    guard.check_action(session, principal, ACTION, object_type="report")
-    unit = units.get(session, unit_code) if unit_code else None
-    if unit is None or unit.kind == "department":
-        raise NotFound("unit not found", code="unit_not_found", field="unit", params={"what": "unit"})
-    guard.check_scope(session, principal, ACTION, unit.path, object_type="report", object_id=unit.code)
-    return unit
 
 
 def build_report(session: Session, principal: Any, *, unit_code: str, period: str,
@@ -138,7 +127,7 @@ def build_report(session: Session, principal: Any, *, unit_code: str, period: st
         days.append({"date": iso, **{s: daily.get((iso, s), 0) for s in STREAMS}})
         d += timedelta(days=1)
     hotspots = _hotspots(session, principal, unit, grid_counts, permutations=permutations, seed=seed)
-    warnings = [_warning_dict(w) for w in ew.all_warnings(session, principal, unit_code=unit.code, as_of=overdue_at)]
+    warnings = [warning_dict(w) for w in ew.all_warnings(session, principal, unit_code=unit.code, as_of=overdue_at)]
     report: dict[str, Any] = {
         "schema": SCHEMA,
         "unit": {"code": unit.code, "name": unit.name, "level": unit.level},
@@ -201,7 +190,7 @@ def _hotspots(session: Session, principal: Any, unit: Unit, counts: dict[str, in
             "features": feats}
 
 
-def _warning_dict(w: ew.EarlyWarning) -> dict[str, Any]:
+def warning_dict(w: ew.EarlyWarning) -> dict[str, Any]:
     return {"kind": w.kind, "unit_code": w.unit_code, "unit_name": w.unit_name, "category": w.category,
             "method": w.method, "current": w.current, "expected": w.expected, "threshold": w.threshold,
             "score": w.score, "message_zh": w.message_zh, "message_en": w.message_en}
@@ -254,3 +243,39 @@ def grid_shapes(session: Session, principal: Any, report: dict[str, Any]) -> dic
 
 def local_month(t: datetime) -> str:
     return t.astimezone(LOCAL_TZ).strftime("%Y-%m")
+
+
+def to_xlsx(report: dict[str, Any]) -> bytes:
+    """The report's tables as an Excel workbook 报表导出, one sheet per table."""
+    import io
+
+    from openpyxl import Workbook
+
+    wb = Workbook(write_only=True)
+    cols = ("current", "previous", "last_year", "mom", "yoy")
+    sheets: list[tuple[str, list[str], list[list[Any]]]] = [
+        ("四情", ["stream", *cols], [[r["stream"], *(r[c] for c in cols)] for r in report["streams"]]),
+        ("类型", ["kind", *cols], [[r["kind"], *(r[c] for c in cols)] for r in report["kinds"]]),
+        ("分类", ["stream", "code", "name", *cols],
+         [[r["stream"], r["code"], r["name"], *(r[c] for c in cols)] for r in report["categories"]]),
+        ("比率", ["rate", "value", "numerator", "denominator", "previous", "last_year"],
+         [[k, v["value"], v["numerator"], v["denominator"], v["previous"], v["last_year"]]
+          for k, v in report["rates"].items()]),
+        ("乡镇排名", ["rank", "code", "name", "calls", "cases", "items", "score", "mom", "overdue"],
+         [[t[k] for k in ("rank", "code", "name", "calls", "cases", "items", "score", "mom", "overdue")]
+          for t in report["townships"]]),
+        ("每日", ["date", *STREAMS], [[d["date"], *(d[s] for s in STREAMS)] for d in report["daily"]]),
+        ("热点", ["grid", "value", "z", "p_sim", "class"],
+         [[f["id"], f["value"], f["z"], f["p_sim"], f["cls"]] for f in report["hotspots"].get("features", [])]),
+        ("预警", ["kind", "unit_code", "unit_name", "category", "method", "current", "expected", "message"],
+         [[w["kind"], w["unit_code"], w["unit_name"], w["category"], w["method"], w["current"], w["expected"],
+           w["message_zh"]] for w in report["warnings"]]),
+    ]
+    for title, head, rows in sheets:
+        ws = wb.create_sheet(title)
+        ws.append(head)
+        for row in rows:
+            ws.append(row)
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
