@@ -27,7 +27,9 @@ user_app = typer.Typer(help="Users 用户.", no_args_is_help=True)
 geo_app = typer.Typer(help="Geography 地理: units, grids, location.", no_args_is_help=True)
 audit_app = typer.Typer(help="Audit log 审计日志.", no_args_is_help=True)
 sla_app = typer.Typer(help="Deadlines 时限: the SLA tick.", no_args_is_help=True)
-analysis_app = typer.Typer(help="Analysis 分析: hot spots (Getis-Ord Gi*).", no_args_is_help=True)
+analysis_app = typer.Typer(help="Analysis 分析: hot spots, early warnings, police calls, snapshots.",
+                           no_args_is_help=True)
+report_app = typer.Typer(help="Reports 报告: the periodic analysis report 一分析三报告.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(user_app, name="user")
@@ -35,6 +37,7 @@ app.add_typer(geo_app, name="geo")
 app.add_typer(audit_app, name="audit")
 app.add_typer(sla_app, name="sla")
 app.add_typer(analysis_app, name="analysis")
+app.add_typer(report_app, name="report")
 
 console = Console(stderr=True)
 
@@ -374,6 +377,165 @@ def analysis_import_calls(
         typer.echo(f"… and {len(result.bad_rows) - 50} more bad rows")
     if result.bad_rows and result.created == 0 and result.duplicates_skipped == 0:
         raise typer.Exit(1)
+
+
+@analysis_app.command("snapshot")
+def analysis_snapshot(
+    out: Annotated[Path, typer.Option(help="directory for the Parquet files")],
+) -> None:
+    """Write the analysis snapshot 分析快照 (work items and police records, analysis columns
+    only, no personal data) as Parquet for `shiyu report analysis --snapshot DIR`."""
+    from shiyu.domains.analysis.olap import export_parquet
+
+    db = _ready_db()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        tasks: dict[str, Any] = {}
+
+        def tick(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(name, total=total)
+            progress.update(tasks[name], completed=done, total=total)
+
+        with db.unit_of_work(write=False) as session:
+            counts = export_parquet(session, out, progress=tick)
+    for name, n in counts.items():
+        typer.echo(f"{out / name}: {n} rows")
+
+
+@analysis_app.command("warnings")
+def analysis_warnings(
+    unit: Annotated[str, typer.Option(help="unit code: warnings for its children")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="day judged, YYYY-MM-DD (default: today)")] = None,
+    raise_items: Annotated[bool, typer.Option("--raise", help="turn each warning into a work item 预警转工单")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Early warnings 预警: counts rising beyond history (Poisson, EWMA, CUSUM; the method is
+    named) and clusters of overdue items, for the unit's children."""
+    from datetime import date
+
+    from shiyu.domains.analysis import warnings as ew
+    from shiyu.domains.analysis.access import resolve_unit
+    from shiyu.domains.reports.api import warning_moment
+    from shiyu.domains.reports.service import warning_dict
+    from shiyu.platform.authz.principal import Principal
+
+    try:
+        day = date.fromisoformat(as_of) if as_of else None
+    except ValueError:
+        console.print("--as-of must be a date YYYY-MM-DD", markup=False)
+        raise typer.Exit(2) from None
+    principal = Principal.system("cli")
+    raised: list[dict[str, Any]] = []
+    try:
+        at = warning_moment(day)
+        with _ready_db().unit_of_work(write=raise_items) as session:
+            u = resolve_unit(session, principal, unit, object_type="warnings")
+            if raise_items:
+                from shiyu.domains.analysis.service import raise_warnings
+
+                done = raise_warnings(session, principal, unit_code=u.code, as_of=at)
+                found = [w for w, _item, _new in done]
+                raised = [{"number": item.number, "id": item.id, "new": new} for _w, item, new in done]
+            else:
+                found = ew.all_warnings(session, principal, unit_code=u.code, as_of=at)
+    except DomainError as exc:
+        _fail(exc, 2)
+    rows = [warning_dict(w) | ({"item": raised[i]} if raised else {}) for i, w in enumerate(found)]
+    if as_json:
+        typer.echo(json.dumps({"unit": unit, "as_of": at.isoformat(), "warnings": rows}, ensure_ascii=False))
+        return
+    if not rows:
+        typer.echo("no warnings 无预警")
+    for r in rows:
+        item = f"\t{r['item']['number']}{' (new)' if r['item']['new'] else ''}" if "item" in r else ""
+        typer.echo(f"{r['kind']}\t{r['unit_code']}\t{r['method']}\t{r['message_zh']}{item}")
+
+
+@analysis_app.command("divert")
+def analysis_divert(
+    record_id: Annotated[int, typer.Argument(help="id of a non-police call 非警务警情")],
+    kind: Annotated[str, typer.Option(help="work item kind: hotline | event | dispute")] = "hotline",
+) -> None:
+    """Divert a non-police call into a work item 非警务警情分流."""
+    from shiyu.domains.analysis.service import divert_call
+    from shiyu.platform.authz.principal import Principal
+
+    try:
+        with _ready_db().unit_of_work() as session:
+            item = divert_call(session, Principal.system("cli"), record_id, kind=kind)
+            number, item_id = item.number, item.id
+    except DomainError as exc:
+        _fail(exc, 1)
+    typer.echo(f"diverted call {record_id} into work item {number} (id {item_id})")
+
+
+# --------------------------------------------------------------------------- report
+
+AUDIENCES = ("police", "government", "committee")
+
+
+@report_app.command("analysis")
+def report_analysis(
+    unit: Annotated[str, typer.Option(help="unit code 单位代码")],
+    period: Annotated[str, typer.Option(help="month YYYY-MM")],
+    out: Annotated[Path, typer.Option(help="file to write")],
+    fmt: Annotated[str, typer.Option("--format", help="pdf | html | json | xlsx")] = "pdf",
+    audience: Annotated[str, typer.Option(help="police | government | committee | all (one file, three parts)")]
+    = "all",
+    snapshot: Annotated[Path | None, typer.Option(help="read items and calls from this Parquet snapshot")] = None,
+    permutations: Annotated[int, typer.Option(help="Gi* permutations")] = 999,
+) -> None:
+    """The periodic analysis report 一分析三报告 for a unit and a month. The JSON holds every
+    figure the PDF prints."""
+    from shiyu.domains.reports import service
+    from shiyu.platform.authz.principal import Principal
+
+    if fmt not in ("pdf", "html", "json", "xlsx"):
+        console.print("--format must be pdf, html, json or xlsx", markup=False)
+        raise typer.Exit(2)
+    if audience not in (*AUDIENCES, "all"):
+        console.print("--audience must be police, government, committee or all", markup=False)
+        raise typer.Exit(2)
+    if not 99 <= permutations <= 9999:
+        console.print("--permutations must be between 99 and 9999", markup=False)
+        raise typer.Exit(2)
+    principal = Principal.system("cli")
+    audiences = AUDIENCES if audience == "all" else (audience,)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("report 报告", total=2 if fmt in ("json", "xlsx") else 2 + len(audiences))
+        try:
+            with _ready_db().unit_of_work(write=False) as session:
+                progress.update(task, description="figures 统计")
+                report = service.build_report(session, principal, unit_code=unit, period=period,
+                                              snapshot=snapshot, permutations=permutations)
+                progress.advance(task)
+                shapes = service.grid_shapes(session, principal, report) if fmt in ("pdf", "html") else {}
+        except DomainError as exc:
+            progress.stop()
+            _fail(exc, 2)
+        data: bytes
+        if fmt == "json":
+            data = json.dumps(report, ensure_ascii=False, indent=1).encode("utf-8")
+        elif fmt == "xlsx":
+            data = service.to_xlsx(report)
+        else:
+            from shiyu.domains.reports import render
+
+            progress.update(task, description="render 排版")
+            if fmt == "html":
+                data = render.render_html_many(report, audiences=audiences, shapes=shapes).encode("utf-8")
+            else:
+                data = render.render_pdf_many(report, audiences=audiences, shapes=shapes,
+                                              on_part=lambda: progress.advance(task))
+        progress.update(task, description="write 写出")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(out)
+        progress.update(task, completed=progress.tasks[0].total)
+    typer.echo(f"wrote {out} ({len(data):,} bytes; {', '.join(audiences) if fmt in ('pdf', 'html') else fmt})")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from shiyu.domains.items.admin_pages import router as items_admin_pages
 from shiyu.domains.items.api import router as items_router
 from shiyu.domains.items.pages import router as items_pages
 from shiyu.domains.reports.api import router as analysis_router
+from shiyu.domains.reports.pages import router as analysis_pages
 from shiyu.kit.db import Database, get_database
 from shiyu.kit.errors import DomainError
 from shiyu.kit.pii import install_log_scrubbing
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     app.include_router(ui_pages.router)
     app.include_router(items_pages)
+    app.include_router(analysis_pages)
     app.include_router(ui_admin_pages.router)
     app.include_router(items_admin_pages)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
