@@ -416,3 +416,36 @@ def test_screenshots(pages: Pages, api: Any, screenshots: Any, viewport: dict[st
                                     c.font = '16px sans-serif'; return [c.measureText('驾驶舱').width,
                                     c.measureText('\\u{10FFFF}\\u{10FFFF}\\u{10FFFF}').width]; }""")
     assert width[0] > 30 and width[0] != width[1], width
+
+
+# --------------------------------------------------------------------------- analysis report 一分析三报告
+
+def test_analysis_report_page(pages: Pages, api: Any, screenshots: Any) -> None:
+    """A town dispatcher opens 分析研判 from the menu, reads last month's report for the town in
+    the preview, and downloads the PDF; a sibling town's dispatcher cannot open it."""
+    town_event(api, title="分析报告测试事件")
+    page = pages.login(DISPATCHER)
+    page.click("nav.mainnav a[href='/analysis']")
+    page.wait_for_url("**/analysis")
+    assert page.locator("#analysis-unit").input_value() == "320102001000"
+    page.select_option("#analysis-audience", "police")
+    with page.expect_navigation():
+        page.click("form.filters button[type=submit]")
+    frame = page.frame_locator("#report-preview")
+    title = frame.locator("h1").first
+    title.wait_for()
+    assert "社会治安形势分析报告" in title.inner_text()
+    assert "报公安机关" in frame.locator("body").inner_text()
+    assert frame.locator("img, svg").count() >= 2  # charts and the hot-spot map
+    href = page.locator("#dl-pdf").get_attribute("href")
+    pdf = page.request.get(href)
+    assert pdf.status == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert pdf.body()[:5] == b"%PDF-"
+    screenshots(page, "analysis-desktop")
+
+    other = pages.login(SIBLING_DISPATCHER)
+    other.goto(f"/analysis?unit=320102001000&period={page.locator('#analysis-period').input_value()}")
+    assert other.locator("[role=alert]").count() == 1
+    assert other.locator("#report-preview").count() == 0
+    denied = other.request.get(href)
+    assert denied.status == 404
