@@ -5,9 +5,12 @@ per test session, and the HTTP app on top of it."""
 from __future__ import annotations
 
 import os
+import tempfile
 
 # Cheap password hashing in tests only (production uses the defaults in config).
 os.environ.setdefault("SHIYU_ARGON2_TIME_COST", "1")
+# Files the app writes (archived reports, uploads) go to a scratch directory, never the checkout.
+os.environ.setdefault("SHIYU_VAR_DIR", tempfile.mkdtemp(prefix="shiyu-test-var-"))
 os.environ.setdefault("SHIYU_ARGON2_MEMORY_KIB", "8192")
 
 import itertools  # noqa: E402

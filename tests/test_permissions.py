@@ -302,6 +302,15 @@ def _list_notes(c: Any, h: dict[str, str], w: World, r: str) -> Any:
     return c.get("/api/v1/notifications", params={"limit": 500}, headers=h)
 
 
+def _archived_report(c: Any, h: dict[str, str], w: World, r: str) -> Any:
+    from shiyu.domains.reports.api import archive_root
+
+    pdf = archive_root() / "2026-01" / f"{w.units[r]}.pdf"
+    pdf.parent.mkdir(parents=True, exist_ok=True)
+    pdf.write_bytes(b"%PDF-1.7 matrix")
+    return c.get(f"/api/v1/analysis/reports/2026-01/{w.units[r]}", headers=h)
+
+
 def _last_month() -> str:
     from datetime import timedelta
 
@@ -409,6 +418,9 @@ ENDPOINTS = [
                  "unit": w.units[r], "period": _last_month(), "permutations": 99})),
     Endpoint("GET /analysis/warnings", "analysis.read", "single", RELATIONS,
              lambda c, h, w, r: c.get("/api/v1/analysis/warnings", headers=h, params={"unit": w.units[r]})),
+    Endpoint("GET /analysis/reports", "analysis.read", "single", RELATIONS,
+             lambda c, h, w, r: c.get("/api/v1/analysis/reports", headers=h, params={"unit": w.units[r]})),
+    Endpoint("GET /analysis/reports/{period}/{unit_code}", "analysis.read", "single", RELATIONS, _archived_report),
 ]
 
 CASES = [

@@ -324,6 +324,11 @@ CASES: list[Case] = [
          f"/api/v1/analysis/hotspots?unit={TOWN}&period=2026-00", "leader", field="period"),
     Case("GET /api/v1/analysis/warnings", "bad date", "GET",
          f"/api/v1/analysis/warnings?unit={TOWN}&as_of=2026-02-30", "leader", field="as_of"),
+    Case("GET /api/v1/analysis/reports", "no unit", "GET", "/api/v1/analysis/reports", "leader", field="unit"),
+    Case("GET /api/v1/analysis/reports/{period}/{unit_code}", "bad month", "GET",
+         f"/api/v1/analysis/reports/2026-1/{TOWN}", "leader", field="period"),
+    Case("GET /api/v1/analysis/reports/{period}/{unit_code}", "month never archived", "GET",
+         f"/api/v1/analysis/reports/1999-01/{TOWN}", "leader", status=404),
     Case("GET /api/v1/analysis/warnings", "future date", "GET",
          f"/api/v1/analysis/warnings?unit={TOWN}&as_of=2999-01-01", "leader", field="as_of"),
     # --- ops

@@ -188,3 +188,41 @@ def test_analysis_page(client: Any, login: Any) -> None:
     bad = client.get("/analysis", params={"unit": "999999999999"})
     assert bad.status_code == 200 and 'role="alert"' in bad.text and "report-preview" not in bad.text
     client.cookies.clear()
+
+
+def test_monthly_run_archives_once_and_notifies(dbfile: Path) -> None:
+    period = last_month()
+    first = shiyu(dbfile, "report", "monthly", "--period", period, "--levels", "1", "--permutations", "99")
+    assert first.returncode == 0, first.stderr
+    assert "1 reports written" in first.stdout
+    pdf = dbfile.parent / "reports" / period / f"{CITY_CODE}.pdf"
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.with_suffix(".json").exists()
+    again = shiyu(dbfile, "report", "monthly", "--period", period, "--levels", "1")
+    assert again.returncode == 0 and "0 reports written, 1 already there" in again.stdout
+    db = Database(f"sqlite:///{dbfile}")
+    try:
+        with db.unit_of_work(write=False) as s:
+            from shiyu.domains.items.models import Notification
+
+            notes = s.execute(select(Notification).where(Notification.kind == "report")).scalars().all()
+            assert [n.unit_code for n in notes] == [CITY_CODE] and period in notes[0].message
+    finally:
+        db.dispose()
+    bad = shiyu(dbfile, "report", "monthly", "--levels", "1,x")
+    assert bad.returncode == 2
+
+
+def test_api_lists_and_serves_archived_reports(client: Any, login: Any) -> None:
+    from shiyu.domains.reports.api import archive_root
+
+    folder = archive_root() / "2025-12"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{TOWN}.pdf").write_bytes(b"%PDF-1.7 archived")
+    (folder / "320103001000.pdf").write_bytes(b"%PDF-1.7 elsewhere")
+    h = login("dispatcher_320102001000")
+    listed = client.get("/api/v1/analysis/reports", params={"unit": TOWN}, headers=h).json()["reports"]
+    assert {"period": "2025-12", "unit": TOWN, "bytes": 17} in listed
+    assert all(r["unit"].startswith("320102001") for r in listed)
+    got = client.get(f"/api/v1/analysis/reports/2025-12/{TOWN}", headers=h)
+    assert got.status_code == 200 and got.content == b"%PDF-1.7 archived"
+    assert client.get("/api/v1/analysis/reports/2025-12/320103001000", headers=h).status_code == 404

@@ -538,5 +538,40 @@ def report_analysis(
     typer.echo(f"wrote {out} ({len(data):,} bytes; {', '.join(audiences) if fmt in ('pdf', 'html') else fmt})")
 
 
+@report_app.command("monthly")
+def report_monthly(
+    period: Annotated[str | None, typer.Option(help="month YYYY-MM (default: last month)")] = None,
+    levels: Annotated[str, typer.Option(help="unit levels, comma-separated: 1 city, 2 district, 3 township")]
+    = "1,2,3",
+    permutations: Annotated[int, typer.Option(help="Gi* permutations")] = 999,
+) -> None:
+    """Archive the month's report 月度报告 for every unit at the given levels under
+    <var>/reports/ (what the server's scheduler does on its own each month). Idempotent."""
+    from shiyu.domains.reports import tasks
+
+    month = period or tasks.previous_month()
+    try:
+        wanted = tuple(int(x) for x in levels.split(","))
+    except ValueError:
+        wanted = ()
+    if not wanted or any(v not in (1, 2, 3, 4) for v in wanted):
+        console.print("--levels must list levels 1 to 4, e.g. 1,2,3", markup=False)
+        raise typer.Exit(2)
+    root = tasks.archive_root(Path(get_settings().var_dir))
+    with Progress(TextColumn("monthly reports 月度报告"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("reports", total=None)
+        try:
+            with _ready_db().unit_of_work() as session:
+                done = tasks.monthly_reports(
+                    session, root, period=month, levels=wanted, permutations=permutations,
+                    progress=lambda i, n: progress.update(task, completed=i, total=n))
+        except DomainError as exc:
+            progress.stop()
+            _fail(exc, 2)
+    made = sum(a.created for a in done)
+    typer.echo(f"{month}: {made} reports written, {len(done) - made} already there, in {root / month}")
+
+
 if __name__ == "__main__":
     app()

@@ -4,18 +4,24 @@ warnings) the UI draws from. Every read is scoped by ``analysis.read``."""
 from __future__ import annotations
 
 from datetime import date, datetime, time
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi import Path as FastPath
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from sqlalchemy import select
 
+from shiyu.config import get_settings
 from shiyu.domains.analysis import hotspots as hs
 from shiyu.domains.analysis import warnings as ew
 from shiyu.domains.analysis.access import ACTION, resolve_unit
-from shiyu.domains.reports import service
-from shiyu.kit.errors import Invalid
+from shiyu.domains.reports import service, tasks
+from shiyu.kit.errors import Invalid, NotFound
 from shiyu.kit.timeutil import utcnow
 from shiyu.platform.audit import service as audit
+from shiyu.platform.authz.scope import scope
+from shiyu.platform.units.models import Unit
 from shiyu.platform.web.deps import PrincipalDep, SessionDep
 from shiyu.platform.workflow.calendar import LOCAL_TZ
 
@@ -88,3 +94,29 @@ def warning_moment(day: date | None) -> datetime:
     if day == today:
         return now
     return datetime.combine(day, time.max, tzinfo=LOCAL_TZ)
+
+
+def archive_root() -> Path:
+    return tasks.archive_root(Path(get_settings().var_dir))
+
+
+@router.get("/reports", summary="Archived monthly reports 月度报告 of a unit and the units below it")
+def list_archived(session: SessionDep, principal: PrincipalDep, unit: UnitQ) -> dict[str, Any]:
+    u = resolve_unit(session, principal, unit, object_type="report")
+    stmt = select(Unit.code, Unit.path).where(Unit.kind != "department", Unit.path.startswith(u.path, autoescape=True))
+    paths = dict(session.execute(scope(stmt, principal, ACTION, Unit.path)).tuples().all())
+    return {"unit": u.code, "reports": tasks.archived(archive_root(), paths)}
+
+
+@router.get("/reports/{period}/{unit_code}", summary="One archived monthly report as PDF (three versions)",
+            response_class=FileResponse)
+def get_archived(period: Annotated[str, FastPath(pattern=r"^\d{4}-\d{2}$")],
+                 unit_code: Annotated[str, FastPath(min_length=1, max_length=32)],
+                 session: SessionDep, principal: PrincipalDep) -> FileResponse:
+    u = resolve_unit(session, principal, unit_code, object_type="report")
+    pdf = tasks.archived_pdf(archive_root(), period, u.code)
+    if not pdf.exists():
+        raise NotFound("no archived report for that month", code="not_found", params={"what": "report"})
+    audit.record_detached(session, principal, "analysis.report", object_type="report", object_id=u.code,
+                          result="ok", detail={"period": period, "format": "pdf", "archived": True})
+    return FileResponse(pdf, media_type="application/pdf", filename=f"report-{u.code}-{period}.pdf")

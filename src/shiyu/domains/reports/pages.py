@@ -15,6 +15,8 @@ from sqlalchemy import select
 
 from shiyu.domains.analysis import warnings as ew
 from shiyu.domains.analysis.access import ACTION, resolve_unit
+from shiyu.domains.reports import tasks
+from shiyu.domains.reports.api import archive_root
 from shiyu.kit.errors import DomainError
 from shiyu.kit.timeutil import utcnow
 from shiyu.platform.authz.scope import scope
@@ -50,15 +52,17 @@ def analysis_page(request: Request, session: SessionDep, principal: UiPrincipal,
     audience = audience if audience in AUDIENCES else "government"
     error = None
     found: list[Any] = []
+    monthly: list[dict[str, Any]] = []
     chosen = None
     try:
         chosen = resolve_unit(session, principal, unit, object_type="report")
         found = ew.all_warnings(session, principal, unit_code=chosen.code, as_of=utcnow())
+        monthly = tasks.archived(archive_root(), {chosen.code: chosen.path})
     except DomainError as exc:
         error = t(request, "This unit is not in your jurisdiction.") if exc.status in (403, 404) else exc.detail
     query = {"unit": unit, "period": period}
     return render(request, "reports/page.html", principal=principal, units=options, unit=unit, period=period,
-                  audience=audience, audiences=AUDIENCES, error=error, chosen=chosen, warnings=found,
+                  audience=audience, audiences=AUDIENCES, error=error, chosen=chosen, warnings=found, monthly=monthly,
                   html_url="/api/v1/analysis/report?" + urlencode({**query, "format": "html", "audience": audience}),
                   pdf_url="/api/v1/analysis/report?" + urlencode({**query, "format": "pdf", "audience": audience}),
                   xlsx_url="/api/v1/analysis/report?" + urlencode({**query, "format": "xlsx"}),
