@@ -235,6 +235,60 @@ def test_many_rows_in_batches(db: Any, tmp_path: Path) -> None:
     assert r.created == 5_000 and not r.bad_rows
 
 
+def _stored(db: Any, source: str) -> list[tuple[Any, ...]]:
+    cols = (PoliceRecord.source_id, PoliceRecord.stream, PoliceRecord.occurred_at, PoliceRecord.category,
+            PoliceRecord.category_name, PoliceRecord.lon, PoliceRecord.lat, PoliceRecord.grid_code,
+            PoliceRecord.unit_code, PoliceRecord.scope_path, PoliceRecord.is_police, PoliceRecord.diverted_item_id)
+    with db.unit_of_work(write=False) as s:
+        return [tuple(r) for r in s.execute(select(*cols).where(PoliceRecord.source == source)
+                                            .order_by(PoliceRecord.source_id))]
+
+
+def test_insert_methods_store_the_same_rows(db: Any, tmp_path: Path) -> None:
+    """PostgreSQL writes with COPY by default; the executemany path (SQLite's, and the
+    benchmark baseline) stores exactly the same rows and reports the same lines."""
+    f = tmp_path / "calls.csv"
+    f.write_text(sample_csv(db), encoding="utf-8")
+    results = {}
+    for method in ("auto", "executemany"):
+        mapping = calls.load_mapping(write_mapping(tmp_path, f"t-method-{method}"))
+        with db.unit_of_work() as s:
+            results[method] = calls.import_calls(s, Principal.system("test"), f, mapping, method=method)
+    a, b = results["auto"], results["executemany"]
+    assert (a.created, a.duplicates_skipped, a.bad_rows) == (b.created, b.duplicates_skipped, b.bad_rows)
+    assert _stored(db, "t-method-auto") == _stored(db, "t-method-executemany") and a.created == 3
+    mapping = calls.load_mapping(write_mapping(tmp_path, "t-method-x"))
+    with db.unit_of_work() as s:
+        if s.get_bind().dialect.name == "postgresql":
+            r = calls.import_calls(s, Principal.system("test"), f, mapping, method="copy")
+            assert r.created == 3
+        else:
+            with pytest.raises(ValueError, match="PostgreSQL"):
+                calls.import_calls(s, Principal.system("test"), f, mapping, method="copy")
+        with pytest.raises(ValueError):
+            calls.import_calls(s, Principal.system("test"), f, mapping, method="bulk")  # type: ignore[arg-type]
+
+
+def test_import_is_all_or_nothing(db: Any, tmp_path: Path) -> None:
+    """The rows are written in the caller's transaction: when the import fails half-way
+    (here: the progress callback, after the first batch has been written), nothing stays."""
+    pts = grid_points(db, 5)
+    f = tmp_path / "atomic.csv"
+    f.write_text(HEADER + "".join(f"T{i},2026-11-01 08:00:00,0101,盗窃,{pts[i % 5][0]},{pts[i % 5][1]},,1,,\n"
+                                  for i in range(calls.BATCH_SIZE * 2 + 10)), encoding="utf-8")
+    mapping = calls.load_mapping(write_mapping(tmp_path, "t-atomic"))
+
+    def stop(done: int, total: int) -> None:
+        if done > calls.BATCH_SIZE:
+            raise RuntimeError("stopped")
+
+    with pytest.raises(RuntimeError, match="stopped"), db.unit_of_work() as s:
+        calls.import_calls(s, Principal.system("test"), f, mapping, progress=stop)
+    assert _stored(db, "t-atomic") == []
+    with db.unit_of_work() as s:
+        assert calls.import_calls(s, Principal.system("test"), f, mapping).created == calls.BATCH_SIZE * 2 + 10
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -285,3 +339,120 @@ def test_cli_import_calls(cli_db: Path, db: Any, tmp_path: Path) -> None:
     assert r.returncode == 2 and "cannot read" in r.stderr
     r = shiyu(cli_db, "audit", "verify")
     assert r.returncode == 0, r.stdout
+
+
+# --------------------------------------------------------------------------- diversion 非警务警情分流
+
+
+def _import_for_diversion(db: Any, tmp_path: Path, name: str) -> dict[str, PoliceRecord]:
+    """Three calls in ``db``: N1 non-police at a grid point, N2 non-police placed by its unit
+    only (its point lies outside every grid), P1 a police call."""
+    x, y, *_ = grid_points(db, 1)[0]
+    village, _ = a_village(db)
+    f = tmp_path / f"{name}.csv"
+    f.write_text(HEADER
+                 + f"N1,2026-11-01 08:00:00,0301,求助,{x},{y},,0,张三,13800138000\n"
+                 + f"N2,2026-11-01 09:30:00,0401,噪音扰民,0.5,0.5,{village},否,,\n"
+                 + f"P1,2026-11-01 10:00:00,0101,盗窃,{x},{y},,1,,\n", encoding="utf-8")
+    with db.unit_of_work() as s:
+        r = calls.import_calls(s, Principal.system("test"), f, calls.load_mapping(write_mapping(tmp_path, name)))
+    assert r.created == 3 and not r.bad_rows
+    with db.unit_of_work(write=False) as s:
+        recs = {r.source_id: r for r in s.execute(select(PoliceRecord).where(PoliceRecord.source == name)).scalars()}
+        s.expunge_all()
+    return recs
+
+
+def _dispatcher(db: Any, unit_code: str) -> Principal:
+    """A centre dispatcher 综治中心坐席 of the town ``unit_code`` lies in (or of that town itself)."""
+    from shiyu.platform.authz.principal import GrantScope
+
+    with db.unit_of_work(write=False) as s:
+        unit = s.execute(select(Unit).where(Unit.code == unit_code)).scalar_one()
+        if unit.kind != "town":
+            unit = s.execute(select(Unit).where(Unit.code == unit.parent_code)).scalar_one()
+        town = unit
+    return Principal(user_id=None, username=f"dispatcher-{town.code}", role="dispatcher", unit_code=town.code,
+                     grants=(GrantScope("dispatcher", town.code, town.path),))
+
+
+def test_divert_non_police_call(city_db: Any, tmp_path: Path) -> None:
+    from shiyu.domains.analysis.service import divert_call
+    from shiyu.domains.items.models import TimelineEntry, WorkItem
+
+    recs = _import_for_diversion(city_db, tmp_path, "t-divert")
+    n1, n2 = recs["N1"], recs["N2"]
+    with city_db.unit_of_work() as s:
+        item = divert_call(s, Principal.system("test"), n1.id)
+        item_id = item.id
+        assert item.kind == "hotline" and item.status == "reported" and item.number.startswith("RX")
+        assert item.source == "police" and item.channel == "非警务警情分流"
+        assert (item.lon, item.lat, item.grid_code, item.unit_code) == (n1.lon, n1.lat, n1.grid_code, n1.unit_code)
+        assert item.scope_path == n1.scope_path
+        assert item.title == "非警务警情分流：求助"
+        assert "求助" in item.description and "2026-11-01 08:00" in item.description and "N1" in item.description
+        assert "张三" not in item.description and item.reporter_name is None  # no caller data was imported
+        assert item.due_at is not None
+    with city_db.unit_of_work(write=False) as s:
+        assert s.get(PoliceRecord, n1.id).diverted_item_id == item_id  # type: ignore[union-attr]
+        stored = s.get(WorkItem, item_id)
+        assert stored is not None and stored.channel == "非警务警情分流"
+        assert s.execute(select(TimelineEntry.action).where(TimelineEntry.item_id == item_id)).scalars().all() == [
+            "report"]
+        entry = s.execute(select(AuditEntry).where(AuditEntry.action == "analysis.divert_call",
+                                                   AuditEntry.object_id == str(n1.id))).scalar_one()
+        assert entry.object_type == "police_record" and entry.detail["item"] == item_id
+        assert s.execute(select(AuditEntry).where(AuditEntry.action == "item.create",
+                                                  AuditEntry.object_id == str(item_id))).scalar_one()
+
+    # A call placed by its unit only becomes an item of that unit, with no point; the town's
+    # dispatcher may divert it, as another kind, with a work-item category.
+    dispatcher = _dispatcher(city_db, n2.unit_code or "")
+    with city_db.unit_of_work() as s:
+        item2 = divert_call(s, dispatcher, n2.id, category="HL-TOPIC-01-01")
+        assert item2.unit_code == n2.unit_code and item2.lon is None and item2.grid_code is None
+        assert item2.category_code == "HL-TOPIC-01-01" and item2.owner_code == dispatcher.unit_code
+        item2_id = item2.id
+    with city_db.unit_of_work(write=False) as s:
+        assert s.get(PoliceRecord, n2.id).diverted_item_id == item2_id  # type: ignore[union-attr]
+
+
+def test_divert_conflicts_and_scope(city_db: Any, tmp_path: Path) -> None:
+    from shiyu.domains.analysis.service import divert_call
+    from shiyu.kit.errors import Conflict, NotFound
+
+    recs = _import_for_diversion(city_db, tmp_path, "t-divert2")
+    n1, n2, p1 = recs["N1"], recs["N2"], recs["P1"]
+    system = Principal.system("test")
+    with city_db.unit_of_work() as s:
+        first = divert_call(s, system, n1.id).id
+    # Twice: 409, nothing new
+    with city_db.unit_of_work() as s, pytest.raises(Conflict) as exc:
+        divert_call(s, system, n1.id)
+    assert exc.value.code == "already_diverted" and exc.value.params["item"] == str(first)
+    # A police call 警务警情 is not diverted
+    with city_db.unit_of_work() as s, pytest.raises(Conflict) as exc:
+        divert_call(s, system, p1.id)
+    assert exc.value.code == "police_call"
+    # Intake rules still hold: a dispute needs its parties (422) and nothing is linked
+    with city_db.unit_of_work() as s, pytest.raises(Invalid):
+        divert_call(s, system, n2.id, kind="dispute")
+    with city_db.unit_of_work() as s, pytest.raises(Invalid):
+        divert_call(s, system, n2.id, kind="alarm")
+    # Outside the jurisdiction: 404 (even for the police call: its existence does not leak), audited
+    with city_db.unit_of_work(write=False) as s:
+        towns = s.execute(select(Unit.code, Unit.path).where(Unit.kind == "town").order_by(Unit.code)).all()
+    stranger = _dispatcher(city_db, next(code for code, path in towns
+                                         if not any(r.scope_path.startswith(path) for r in (n1, n2, p1))))
+    for rec in (n2, p1):
+        with city_db.unit_of_work() as s, pytest.raises(NotFound):
+            divert_call(s, stranger, rec.id)
+    with city_db.unit_of_work() as s, pytest.raises(NotFound):
+        divert_call(s, system, 10**9)
+    with city_db.unit_of_work(write=False) as s:
+        assert s.get(PoliceRecord, n2.id).diverted_item_id is None  # type: ignore[union-attr]
+        assert s.get(PoliceRecord, p1.id).diverted_item_id is None  # type: ignore[union-attr]
+        denials = s.execute(select(AuditEntry).where(AuditEntry.actor == stranger.username,
+                                                     AuditEntry.result == "denied")).scalars().all()
+        assert {(d.object_type, d.object_id) for d in denials} == {("police_record", str(n2.id)),
+                                                                   ("police_record", str(p1.id))}

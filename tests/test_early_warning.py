@@ -32,7 +32,7 @@ from shiyu.domains.items.models import WorkItem
 from shiyu.domains.items.schemas import ItemCreate
 from shiyu.domains.items.service import create_item
 from shiyu.kit.db import Database
-from shiyu.platform.authz.principal import Principal
+from shiyu.platform.authz.principal import GrantScope, Principal
 from shiyu.platform.units.models import Unit
 
 AS_OF = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -289,3 +289,128 @@ def test_all_warnings_sorted_by_score(empty_db: Database) -> None:
         assert ("rising", world["spike"].code) in kinds
         assert ("overdue_cluster", world["quiet"].code) in kinds
         assert [w.score for w in got] == sorted((w.score for w in got), reverse=True)
+
+
+# --------------------------------------------------------------------------- warnings become work items 预警转工单
+
+def _raise_world(db: Database) -> dict[str, Unit]:
+    """The demo city with a rising count (CAT_SPIKE in the spike village) and an overdue
+    cluster (the quiet village) at AS_OF."""
+    world = _world(db)
+    with db.unit_of_work() as s:
+        _history(s, world["spike"].code, CAT_SPIKE, 1, 12)
+        late = _add(s, world["quiet"].code, CAT_QUIET, AS_OF - timedelta(days=1), 5)
+        for item in late:
+            item.due_at = AS_OF - timedelta(hours=1)
+    return world
+
+
+def _warning_items(s: Session) -> list[WorkItem]:
+    from shiyu.domains.analysis.warnings import WARNING_CHANNEL
+
+    return list(s.execute(select(WorkItem).where(WorkItem.channel == WARNING_CHANNEL).order_by(WorkItem.id)).scalars())
+
+
+def test_raise_warnings_makes_one_item_per_warning(empty_db: Database) -> None:
+    from shiyu.domains.analysis.service import WARNING_KIND, raise_warnings, warning_key
+    from shiyu.domains.items.models import TimelineEntry
+    from shiyu.platform.audit.models import AuditEntry
+
+    world = _raise_world(empty_db)
+    town = world["town"]
+    with empty_db.unit_of_work() as s:
+        expected = all_warnings(s, SYSTEM, unit_code=town.code, as_of=AS_OF)
+        # the spike; the quiet village's five new late items (a rise against an empty history
+        # and an overdue cluster); the spike village's history, past its deadlines
+        assert {(w.kind, w.unit_code, w.category) for w in expected} == {
+            ("rising", world["spike"].code, CAT_SPIKE), ("rising", world["quiet"].code, CAT_QUIET),
+            ("overdue_cluster", world["quiet"].code, None), ("overdue_cluster", world["spike"].code, None)}
+        raised = raise_warnings(s, SYSTEM, unit_code=town.code, as_of=AS_OF)
+        assert [w for w, _, _ in raised] == expected
+        assert all(new for _, _, new in raised)
+        assert len({item.id for _, item, _ in raised}) == len(expected)
+        ids = {}
+        for w, item, _ in raised:
+            ids[(w.kind, w.unit_code)] = item.id
+            assert item.kind == WARNING_KIND and item.status == "reported"
+            assert item.source == "department" and item.channel == "预警"
+            # located at the warned village, owned by its town's centre 小事不出村
+            assert item.unit_code == w.unit_code and item.owner_code == town.code
+            assert item.lon is None and item.grid_code is None
+            assert w.message_zh in item.description and warning_key(w, AS_OF) in item.description
+            assert f"（{w.method}）" in item.description
+            assert item.due_at is not None  # the deadline rules applied
+            if w.kind == "rising":
+                name = {CAT_SPIKE: "市容环卫", CAT_QUIET: "市政设施"}[w.category or ""]
+                assert item.title == f"预警：{w.unit_name}{name}数量异常上升"
+                assert item.category_code == w.category  # a hotline category: kept on the item
+            else:
+                assert item.title == f"预警：{w.unit_name}超期工单聚集"
+                assert item.category_code is None
+    with empty_db.unit_of_work(write=False) as s:
+        assert [i.id for i in _warning_items(s)] == sorted(ids.values())
+        for (kind, _unit), item_id in ids.items():
+            actions = set(s.execute(select(AuditEntry.action).where(
+                AuditEntry.object_type == "work_item", AuditEntry.object_id == str(item_id))).scalars())
+            assert {"item.create", "analysis.raise_warning"} <= actions
+            entry = s.execute(select(AuditEntry).where(AuditEntry.action == "analysis.raise_warning",
+                                                       AuditEntry.object_id == str(item_id))).scalar_one()
+            assert entry.detail["kind"] == kind and entry.detail["key"].startswith(f"warning:{kind}:")
+            steps = list(s.execute(select(TimelineEntry.action).where(TimelineEntry.item_id == item_id)).scalars())
+            assert steps == ["report"]
+
+    # Raising again (the same as_of, a later hour of the same day, another principal) creates nothing.
+    dispatcher = Principal(user_id=None, username="town-dispatcher", role="dispatcher", unit_code=town.code,
+                           grants=(GrantScope("dispatcher", town.code, town.path),))
+    for who, when in ((SYSTEM, AS_OF), (SYSTEM, AS_OF + timedelta(hours=3)), (dispatcher, AS_OF)):
+        with empty_db.unit_of_work() as s:
+            again = raise_warnings(s, who, unit_code=town.code, as_of=when)
+            assert {(w.kind, w.unit_code, item.id, new) for w, item, new in again} == {
+                (*k, i, False) for k, i in ids.items()}
+    with empty_db.unit_of_work(write=False) as s:
+        assert len(_warning_items(s)) == 4
+        n = s.execute(select(AuditEntry).where(AuditEntry.action == "analysis.raise_warning")).scalars().all()
+        assert len(n) == 4
+
+    # The next day is another date window: the warnings still hold and are raised anew.
+    with empty_db.unit_of_work() as s:
+        next_day = raise_warnings(s, SYSTEM, unit_code=town.code, as_of=AS_OF + timedelta(days=1))
+        assert {(w.kind, w.unit_code) for w, _, _ in next_day} == set(ids)
+        assert all(new for _, _, new in next_day)
+        assert not {item.id for _, item, _ in next_day} & set(ids.values())
+
+
+def test_raise_warnings_needs_item_create(empty_db: Database) -> None:
+    from shiyu.domains.analysis.service import raise_warnings
+    from shiyu.kit.errors import Forbidden
+
+    world = _raise_world(empty_db)
+    town = world["town"]
+    leader = Principal(user_id=None, username="town-leader", role="leader", unit_code=town.code,
+                       grants=(GrantScope("leader", town.code, town.path),))
+    with empty_db.unit_of_work() as s:
+        assert all_warnings(s, leader, unit_code=town.code, as_of=AS_OF)  # the leader sees the warnings
+        with pytest.raises(Forbidden):
+            raise_warnings(s, leader, unit_code=town.code, as_of=AS_OF)
+        assert _warning_items(s) == []
+
+
+def test_raised_items_do_not_feed_rising_counts(empty_db: Database) -> None:
+    """Items raised from warnings are not counted as a rise themselves (no feedback loop)."""
+    from shiyu.domains.analysis.warnings import WARNING_CHANNEL
+
+    world = _world(empty_db)
+    village = world["quiet"].code
+
+    def add(s: Session, channel: str | None, n: int) -> None:
+        for i in range(n):
+            body = ItemCreate(kind="hotline", title=f"预警：测试 {i}", unit=village, category=CAT_QUIET,
+                              source="department", channel=channel)
+            create_item(s, SYSTEM, body, idempotency_key=uuid4().hex, now=AS_OF - timedelta(days=1, minutes=i))
+
+    with empty_db.unit_of_work() as s:
+        add(s, WARNING_CHANNEL, 6)
+        assert rising_counts(s, SYSTEM, unit_code=world["town"].code, as_of=AS_OF) == []
+        add(s, "网格排查", 6)
+        got = rising_counts(s, SYSTEM, unit_code=world["town"].code, as_of=AS_OF)
+        assert [(w.unit_code, w.category, w.current) for w in got] == [(village, CAT_QUIET, 6.0)]

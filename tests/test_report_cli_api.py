@@ -15,7 +15,6 @@ import pypdf
 import pytest
 from openpyxl import load_workbook
 from sqlalchemy import select
-from test_cli import shiyu
 
 from shiyu.demo.city import CITY_CODE, DEMO_PASSWORD, DemoCity
 from shiyu.demo.items import load_history
@@ -26,6 +25,7 @@ from shiyu.kit.timeutil import utcnow
 from shiyu.platform.audit.models import AuditEntry
 from shiyu.platform.authz.principal import Principal
 from shiyu.platform.workflow.calendar import LOCAL_TZ
+from test_cli import shiyu
 
 TOWN = "320102001000"
 

@@ -154,9 +154,10 @@ def _rate_sql(s: Session, name: str, w: Any) -> tuple[float | None, int | None, 
             WorkItem.status != "merged", WorkItem.scope_path.startswith(f"/{CITY}/"), closed_in)).one()
         return ((int(total) / n) if n else None, None, n)
     num_den = {
-        "closure_rate": ((created, WorkItem.status != "rejected", done_by_end), (created, WorkItem.status != "rejected")),
-        "on_time_rate": ((closed_in, or_(WorkItem.handle_due_at.is_(None), WorkItem.closed_at <= WorkItem.handle_due_at)),
-                         (closed_in,)),
+        "closure_rate": ((created, WorkItem.status != "rejected", done_by_end),
+                         (created, WorkItem.status != "rejected")),
+        "on_time_rate": ((closed_in, or_(WorkItem.handle_due_at.is_(None),
+                                         WorkItem.closed_at <= WorkItem.handle_due_at)), (closed_in,)),
         "satisfied_rate": ((closed_in, WorkItem.rating >= 4), (closed_in, WorkItem.rating.is_not(None))),
         "repeat_petition_rate": ((created, WorkItem.kind == "petition", WorkItem.repeat_of.is_not(None)),
                                  (created, WorkItem.kind == "petition")),
@@ -251,7 +252,8 @@ def test_report_is_scoped_to_the_jurisdiction(rdb: Database, report: dict[str, A
     with rdb.unit_of_work(write=False) as s:
         district = s.execute(select(Unit).where(Unit.level == 2, Unit.kind != "department").order_by(Unit.code)
                              ).scalars().first()
-        town = s.execute(select(Unit).where(Unit.level == 3, Unit.kind != "department", Unit.parent_code == district.code)
+        town = s.execute(select(Unit).where(Unit.level == 3, Unit.kind != "department",
+                                            Unit.parent_code == district.code)
                          .order_by(Unit.code)).scalars().first()
         sibling = s.execute(select(Unit).where(Unit.level == 3, Unit.kind != "department",
                                                Unit.parent_code != district.code)

@@ -35,6 +35,10 @@ Counts = Sequence[int] | Sequence[float] | npt.NDArray[np.integer] | npt.NDArray
 
 #: A count below this never raises an alarm, however quiet the history (3 件起报).
 MIN_ALARM_COUNT = 3
+#: ``channel`` of the work items raised from warnings 预警转工单 (``analysis.service.raise_warnings``).
+#: Rising counts leave them out: otherwise the items raised for a rise would count as the
+#: next days' rise and keep the warning alive on their own.
+WARNING_CHANNEL = "预警"
 
 
 # --------------------------------------------------------------------------- detectors 检测器
@@ -269,13 +273,15 @@ def rising_counts(session: Session, principal: Principal, *, unit_code: str, as_
     """Rising counts 数量异常上升: for each child unit of ``unit_code`` and each category,
     the items created in [as_of - days, as_of) against the same windows shifted back by
     1..history_weeks weeks (同期对比). Counting is one GROUP BY per window over the
-    principal's scoped statement; a warning is raised when :func:`is_alarm` holds and the
-    current count is at least ``min_count``."""
+    principal's scoped statement, leaving out items raised from warnings (``WARNING_CHANNEL``);
+    a warning is raised when :func:`is_alarm` holds and the current count is at least
+    ``min_count``."""
     if days < 1 or history_weeks < 1:
         raise ValueError("days and history_weeks must be positive")
     unit, kid_list = _children(session, unit_code)
     kids = {k.code: k for k in kid_list}
-    base = filtered(session, principal, ItemFilter(unit=unit_code), now=as_of)
+    base = (filtered(session, principal, ItemFilter(unit=unit_code), now=as_of)
+            .where(or_(WorkItem.channel.is_(None), WorkItem.channel != WARNING_CHANNEL)))
     n_windows = history_weeks + 1
     counts: dict[tuple[str, str | None], npt.NDArray[np.int64]] = {}
     span = timedelta(days=days)

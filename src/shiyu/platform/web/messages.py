@@ -71,6 +71,13 @@ DETAILS: Final[dict[str, tuple[str, str]]] = {
     "not_owner": ("只有责任中心可以执行此操作。", "Only the owning centre may do this."),
     "extension_limit": ("延期次数已用完。", "No more extensions allowed."),
     "top_level": ("已是最高层级，无法再上报。", "Already owned by the top level."),
+    "police_call": ("警务警情由公安机关处置，不能分流为工单。", "A police call is handled by the police, not diverted."),
+    "already_diverted": ("该警情已分流为工单。", "The call was diverted already."),
+    "not_located": ("该警情既无网格位置也无所属单位。", "The call has neither a point in a grid nor a unit."),
+    "period_in_future": ("统计月份尚未开始。", "The period has not started yet."),
+    "as_of_in_future": ("预警日期不能晚于今天。", "The day judged must not be in the future."),
+    "hotspot_too_few": ("该单位的统一网格不足3个，无法进行热点分析。", "Gi* needs at least three unified grids in the unit."),
+    "hotspot_period": ("月份格式应为 YYYY-MM，例如 2026-11。", "The month must be YYYY-MM, e.g. 2026-11."),
 }
 
 #: Pydantic / FastAPI validation error types.
