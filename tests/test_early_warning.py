@@ -414,3 +414,17 @@ def test_raised_items_do_not_feed_rising_counts(empty_db: Database) -> None:
         add(s, "网格排查", 6)
         got = rising_counts(s, SYSTEM, unit_code=world["town"].code, as_of=AS_OF)
         assert [(w.unit_code, w.category, w.current) for w in got] == [(village, CAT_QUIET, 6.0)]
+
+
+def test_hourly_tick_raises_each_warning_once(empty_db: Database) -> None:
+    """The scheduled tick judges every city, district and township; a second run the same
+    day makes nothing new."""
+    from shiyu.domains.analysis.tasks import warnings_tick
+
+    _raise_world(empty_db)
+    with empty_db.unit_of_work() as s:
+        made = warnings_tick(s, AS_OF)
+        assert made >= 4 and len(_warning_items(s)) == made
+    with empty_db.unit_of_work() as s:
+        assert warnings_tick(s, AS_OF + timedelta(hours=1)) == 0
+        assert len(_warning_items(s)) == made

@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         scheduler = None
         if settings.scheduler and db is None:
+            from shiyu.domains.analysis.tasks import register as register_warning_jobs
             from shiyu.domains.items.tasks import register as register_item_jobs
             from shiyu.domains.reports.tasks import register as register_report_jobs
             from shiyu.platform.jobs.scheduler import Scheduler
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
             scheduler = Scheduler(database)
             register_item_jobs(scheduler, settings)
             register_report_jobs(scheduler, settings)
+            register_warning_jobs(scheduler, settings)
             scheduler.start()
         yield
         if scheduler is not None:
