@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from shapely.geometry import mapping
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shiyu.demo.calls import load_calls
 from shiyu.demo.city import DemoCity, city_to_geojson, generate_city
 from shiyu.demo.items import load_history
 from shiyu.domains.geo import service as geo
 from shiyu.domains.geo.models import Grid, HouseholdGroup
 from shiyu.kit import meta
+from shiyu.kit.timeutil import as_utc, utcnow
 from shiyu.platform.audit import service as audit
 from shiyu.platform.authz.principal import Principal
 from shiyu.platform.identity import service as identity
@@ -32,6 +35,7 @@ class LoadReport:
     households: int
     users: int
     items: int = 0  # demo history 演示历史工单 (``shiyu.demo.items``)
+    calls: int = 0  # demo police calls and cases 演示警情案情 (``shiyu.demo.calls``)
 
 
 def _noop_step(_label: str, _total: int) -> Callable[[int], None]:
@@ -104,13 +108,16 @@ def load_city(session: Session, city: DemoCity, *, step: Step = _noop_step) -> L
 
 
 def load_demo(session: Session, size: str = "small", seed: int = 1, *, step: Step = _noop_step,
-              history: bool = True) -> LoadReport:
-    """The city, then (unless ``history`` is false) its history of work items (idempotent)."""
+              history: bool = True, now: datetime | None = None) -> LoadReport:
+    """The city, then (unless ``history`` is false) its history of work items and its police
+    calls and cases 警情案情, both ending at ``now`` (default: the current time). Idempotent."""
     city = generate_city(size, seed)
     report = load_city(session, city, step=step)
     if history:
-        hist = load_history(session, city, seed=seed, step=step)
+        now = as_utc(now or utcnow()).replace(microsecond=0)
+        hist = load_history(session, city, seed=seed, now=now, step=step)
         report.items = 0 if hist.skipped else hist.items
+        report.calls = load_calls(session, city, seed=seed, now=now, step=step)
     return report
 
 

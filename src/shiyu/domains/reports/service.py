@@ -86,7 +86,7 @@ def build_report(session: Session, principal: Any, *, unit_code: str, period: st
         streams = olap.stream_counts(windows)
         kinds = olap.kind_counts(windows)
         cats = olap.category_counts(windows)
-        call_names = olap.call_category_names()
+        call_names = olap.call_category_names(windows)
         rates = olap.rates(windows)
         level = RANK_LEVEL.get(unit.level)
         children = olap.by_child(windows, len(unit.path) + SEGMENT * (level - unit.level), overdue_at) if level else {}
