@@ -41,8 +41,8 @@ CALL_TYPES = (("call", "01", "盗窃", True), ("call", "02", "打架斗殴", Tru
 def _calls(session: Session, n: int, seed: int) -> None:
     """Police records spread over 14 months, with some exactly on the period's edges."""
     rnd = random.Random(seed)
-    grids = session.execute(select(Grid.code, Grid.scope_path, Grid.unit_code).where(Grid.layer_code == "unified")
-                            ).all()
+    grids = session.execute(select(Grid.code, Grid.scope_path, Grid.unit_code, Grid.min_lon, Grid.min_lat,
+                                   Grid.max_lon, Grid.max_lat).where(Grid.layer_code == "unified")).all()
     cur = periods(PERIOD)[0]
     edges = [cur.start, cur.end, cur.start - timedelta(microseconds=1), cur.end - timedelta(seconds=1)]
     rows = []
@@ -52,7 +52,8 @@ def _calls(session: Session, n: int, seed: int) -> None:
         t = edges[i] if i < len(edges) else NOW - timedelta(seconds=rnd.randrange(0, 430 * 86400))
         rows.append({"stream": stream, "source_id": f"T{i}", "source": "test", "occurred_at": t, "category": code,
                      "category_name": name, "grid_code": g.code, "unit_code": g.unit_code, "scope_path": g.scope_path,
-                     "is_police": police, "batch": "test"})
+                     "is_police": police, "batch": "test",
+                     "lon": rnd.uniform(g.min_lon, g.max_lon), "lat": rnd.uniform(g.min_lat, g.max_lat)})
     session.execute(insert(PoliceRecord), rows)
 
 
@@ -302,3 +303,21 @@ def test_bad_input(rdb: Database) -> None:
         assert e.value.field == "period"
         with pytest.raises(NotFound):
             build_report(s, Principal.system("t"), unit_code="999999999999", period=PERIOD, now=NOW)
+
+
+def test_near_repeat_uses_the_months_top_case_category(rdb: Database, report: dict[str, Any]) -> None:
+    from shiyu.domains.analysis.near_repeat import knox, to_metres
+
+    cur = periods(PERIOD)[0]
+    nr = report["near_repeat"]
+    with rdb.unit_of_work(write=False) as s:
+        top = s.execute(select(PoliceRecord.category, func.count()).where(
+            PoliceRecord.stream == "case", _in(PoliceRecord.occurred_at, cur), PoliceRecord.lon.is_not(None))
+            .group_by(PoliceRecord.category).order_by(func.count().desc(), PoliceRecord.category)).first()
+        pts = s.execute(select(PoliceRecord.lon, PoliceRecord.lat, PoliceRecord.occurred_at).where(
+            PoliceRecord.stream == "case", PoliceRecord.category == top[0], _in(PoliceRecord.occurred_at, cur))).all()
+    assert nr["category"] == top[0] and nr["n"] == len(pts) == top[1]
+    x, y = to_metres([p[0] for p in pts], [p[1] for p in pts])
+    start = cur.start
+    days = [(p[2] - start).total_seconds() / 86400 for p in pts]
+    assert knox(x, y, days, permutations=99).observed.tolist() == nr["observed"]

@@ -67,7 +67,8 @@ CALL_SIZES: Final = {"small": (20_000, 25), "medium": (400_000, 36)}
 #: Source system 来源系统 per stream.
 SOURCES: Final = {"call": "demo-110", "case": "demo-cases"}
 #: Columns of ``generate_calls``: the snapshot's ``CALL_SCHEMA`` and the rest of a record.
-COLUMNS: Final = (*CALL_SCHEMA.names, "source_id", "source", "lon", "lat", "unit_code")
+COLUMNS: Final = (*CALL_SCHEMA.names, *(c for c in ("source_id", "source", "lon", "lat", "unit_code")
+                                         if c not in CALL_SCHEMA.names))
 CHUNK: Final = 5_000
 
 _DAY: Final = 86_400
@@ -342,8 +343,9 @@ def generate_calls(city: DemoCity, *, n: int, months: int, seed: int = 1, now: d
         "lat": pa.array(lat, pa.float64()),
         "unit_code": village_a,
     }
-    schema = pa.schema([*CALL_SCHEMA, ("source_id", pa.string()), ("source", pa.string()),
-                        ("lon", pa.float64()), ("lat", pa.float64()), ("unit_code", pa.string())])
+    extra = [("source_id", pa.string()), ("source", pa.string()), ("lon", pa.float64()), ("lat", pa.float64()),
+             ("unit_code", pa.string())]
+    schema = pa.schema([*CALL_SCHEMA, *(f for f in extra if f[0] not in CALL_SCHEMA.names)])
     table = pa.Table.from_pydict(columns, schema=schema)
     return table.replace_schema_metadata({
         "shiyu.demo.emerging": ";".join(f"{geo.codes[s.grid]}:{s.name}:{days[s.start_day].isoformat()}:{s.count}"

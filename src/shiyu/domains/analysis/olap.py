@@ -75,7 +75,10 @@ ITEM_SCHEMA = pa.schema([
 CALL_SCHEMA = pa.schema([
     ("stream", pa.string()), ("category", pa.string()), ("category_name", pa.string()), ("is_police", pa.bool_()),
     ("scope_path", pa.string()), ("grid_code", pa.string()), ("occurred_at", pa.timestamp("us")),
+    ("lon", pa.float64()), ("lat", pa.float64()),
 ])
+_DUCK_TYPES = {"string": "VARCHAR", "int64": "BIGINT", "int32": "INTEGER", "bool": "BOOLEAN",
+               "timestamp[us]": "TIMESTAMP", "double": "DOUBLE"}
 ITEMS_FILE = "work_items.parquet"
 CALLS_FILE = "police_records.parquet"
 
@@ -115,7 +118,8 @@ def _item_columns() -> list[Any]:
 
 def _call_columns() -> list[Any]:
     return [PoliceRecord.stream, PoliceRecord.category, PoliceRecord.category_name, PoliceRecord.is_police,
-            PoliceRecord.scope_path, PoliceRecord.grid_code, PoliceRecord.occurred_at]
+            PoliceRecord.scope_path, PoliceRecord.grid_code, PoliceRecord.occurred_at, PoliceRecord.lon,
+            PoliceRecord.lat]
 
 
 def _to_arrow(rows: Sequence[Sequence[Any]], schema: pa.Schema) -> pa.Table:
@@ -208,6 +212,10 @@ class Olap:
             cols = ", ".join(f.name for f in schema)
             if file.exists():
                 src = f"read_parquet('{_sql_str(str(file))}')"
+                # A snapshot from an older release may lack newer columns: they read as NULL.
+                have = set(pq.read_schema(file).names)
+                cols = ", ".join(f.name if f.name in have else f"CAST(NULL AS {_DUCK_TYPES[str(f.type)]}) AS {f.name}"
+                                 for f in schema)
             else:  # an empty snapshot part: the same columns, no rows
                 con.register(f"{view}_empty", schema.empty_table())
                 src = f"{view}_empty"
@@ -281,6 +289,23 @@ class Olap:
             UNION ALL
             SELECT name, stream, category, sum(n) FROM {calls} GROUP BY ALL""")
         return {(w, s, c): int(n) for w, s, c, n in rows}
+
+    def case_points(self, window: Window, *, limit: int = 20_000, seed: int = 12345
+                    ) -> tuple[str | None, list[tuple[float, float, datetime]]]:
+        """The most frequent case category 案情类别 inside ``window`` and its located cases
+        (lon, lat, time), for the near-repeat test; a seeded sample of ``limit`` when more."""
+        args = [window.start_utc, window.end_utc]
+        top = self.query("""
+            SELECT category FROM calls WHERE stream = 'case' AND is_police AND lon IS NOT NULL
+              AND occurred_at >= ? AND occurred_at < ? GROUP BY category ORDER BY count(*) DESC, category LIMIT 1""",
+                         args)
+        if not top:
+            return None, []
+        rows = self.query(f"""
+            SELECT lon, lat, occurred_at FROM calls WHERE stream = 'case' AND is_police AND lon IS NOT NULL
+              AND occurred_at >= ? AND occurred_at < ? AND category = ?
+            ORDER BY hash(lon, lat, occurred_at, {int(seed)}), occurred_at LIMIT {int(limit)}""", [*args, top[0][0]])
+        return str(top[0][0]), [(float(x), float(y), t) for x, y, t in rows]
 
     def call_category_names(self, windows: Sequence[Window] | None = None) -> dict[tuple[str, str], str]:
         """(stream, category code) -> name 类别名称, over every record, or (with ``windows``) over

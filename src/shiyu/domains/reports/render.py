@@ -117,6 +117,12 @@ LABELS_ZH: dict[str, Any] = {
     "hot_error": "本期未能进行热点分析：{error}",
     "hot_no_shapes": "未提供网格边界数据，本报告略去热点分布图。",
     "hot_table": "显著热点、冷点网格",
+    "nr_title": "近重复模式（Knox 检验）",
+    "nr_text": "以本期{name}（{n} 起，有坐标）为例，按距离与间隔天数统计案件对，与 {permutations} 次随机置换时间后的"
+               "期望对比。表中为 Knox 比值（观测/期望）及 p 值；比值大于 1 且 p ≤ 0.05 的格表示近重复显著。",
+    "nr_error": "本期未能进行近重复分析：{error}",
+    "nr_space": "距离（米）",
+    "nr_time": "间隔（天）",
     "fig_streams": "各类数据本月与上月、去年同期对比",
     "fig_daily": "各类数据逐日走势",
     "fig_townships": "乡镇（街道）综合得分排名",
@@ -199,6 +205,13 @@ LABELS_EN: dict[str, Any] = {
     "hot_error": "The hot-spot analysis could not run for this period: {error}",
     "hot_no_shapes": "No grid boundaries were provided, so the hot-spot map is omitted.",
     "hot_table": "Significant hot and cold grids",
+    "nr_title": "Near repeats (Knox test)",
+    "nr_text": "Pairs of {name} cases this month ({n} with coordinates) by distance and days apart, against "
+               "the mean of {permutations} random permutations of their times. Each cell shows the Knox ratio "
+               "(observed / expected) and its p-value; a ratio above 1 with p ≤ 0.05 is a significant near repeat.",
+    "nr_error": "The near-repeat test could not run for this period: {error}",
+    "nr_space": "Distance (m)",
+    "nr_time": "Days apart",
     "fig_streams": "This month against the previous month and a year earlier",
     "fig_daily": "Daily counts",
     "fig_townships": "Townships by score",
@@ -347,6 +360,28 @@ def _data_url(svg: str | None) -> str | None:
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
 
 
+def _near_repeat(nr: Mapping[str, Any], labels: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The Knox table as text cells (``None`` when the report has no near-repeat section)."""
+    if not nr:
+        return None
+    if nr.get("error") or not nr.get("observed"):
+        return {"error": labels["nr_error"].format(error=nr.get("error") or "\u2014")}
+    sb, tb = nr["space_bands_m"], nr["time_bands_days"]
+    s_labels = [f"{int(lo)}\u2013{int(hi)}" for lo, hi in zip([0, *sb[:-1]], sb, strict=True)]
+    t_labels = [f"{int(lo)}\u2013{int(hi) - 1}" for lo, hi in zip([0, *tb[:-1]], tb, strict=True)]
+    rows = []
+    for i, label in enumerate(s_labels):
+        cells = []
+        for j in range(len(tb)):
+            ratio, p = nr["ratio"][i][j], nr["p_value"][i][j]
+            text = "\u2014" if ratio is None else f"{ratio:.2f} ({p:.2f})"
+            cells.append({"text": text, "sig": ratio is not None and ratio > 1 and p is not None and p <= 0.05})
+        rows.append({"label": label, "cells": cells})
+    return {"text": labels["nr_text"].format(name=nr.get("name") or nr.get("category") or "", n=nr.get("n"),
+                                             permutations=nr.get("permutations")),
+            "time_labels": t_labels, "rows": rows}
+
+
 def _hotspot_rows(features: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     def z(f: Mapping[str, Any]) -> float:
         return float(f.get("z") or 0.0)
@@ -469,6 +504,7 @@ def _part(report: Mapping[str, Any], audience: str, labels: Mapping[str, Any],
         "hotspot_error": labels["hot_error"].format(error=hs_error) if hs_error else None,
         "hotspot_text": [] if hs_error else _hotspot_text(hs, labels),
         "hotspot_rows": [] if hs_error else _hotspot_rows(hs.get("features") or []),
+        "near_repeat": _near_repeat(report.get("near_repeat") or {}, labels),
         "charts": figures,
     }
 

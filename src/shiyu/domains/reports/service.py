@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiyu.domains.analysis import hotspots as hs
+from shiyu.domains.analysis import near_repeat as nr
 from shiyu.domains.analysis import warnings as ew
 from shiyu.domains.analysis.access import ACTION, resolve_unit
 from shiyu.domains.analysis.olap import KINDS, SEGMENT, STREAMS, Olap, Window
@@ -95,6 +96,7 @@ def build_report(session: Session, principal: Any, *, unit_code: str, period: st
             SELECT grid_code, count(*) FROM (
                 SELECT grid_code, created_at AS t FROM items UNION ALL SELECT grid_code, occurred_at FROM calls)
             WHERE grid_code IS NOT NULL AND t >= ? AND t < ? GROUP BY ALL""", [cur.start_utc, cur.end_utc]))
+        nr_category, nr_points = olap.case_points(cur, seed=seed)
         source = olap.source
 
     def get(d: dict[Any, int], *key: str) -> int:
@@ -127,6 +129,7 @@ def build_report(session: Session, principal: Any, *, unit_code: str, period: st
         days.append({"date": iso, **{s: daily.get((iso, s), 0) for s in STREAMS}})
         d += timedelta(days=1)
     hotspots = _hotspots(session, principal, unit, grid_counts, permutations=permutations, seed=seed)
+    near = _near_repeat(nr_category, nr_points, call_names, cur, seed=seed)
     warnings = [warning_dict(w) for w in ew.all_warnings(session, principal, unit_code=unit.code, as_of=overdue_at)]
     report: dict[str, Any] = {
         "schema": SCHEMA,
@@ -143,6 +146,7 @@ def build_report(session: Session, principal: Any, *, unit_code: str, period: st
         "townships": townships,
         "daily": days,
         "hotspots": hotspots,
+        "near_repeat": near,
         "warnings": warnings,
     }
     report["summary"] = _summary(report)
@@ -188,6 +192,23 @@ def _hotspots(session: Session, principal: Any, unit: Unit, counts: dict[str, in
              for r in results]
     return {**head, "hot": sum(f["cls"] == "hot" for f in feats), "cold": sum(f["cls"] == "cold" for f in feats),
             "features": feats}
+
+
+def _near_repeat(category: str | None, points: list[tuple[float, float, datetime]],
+                 names: dict[tuple[str, str], str], window: Window, *, seed: int) -> dict[str, Any]:
+    """The Knox near-repeat table 近重复 of the month's most frequent case category."""
+    head: dict[str, Any] = {"method": "knox", "stream": "case", "category": category,
+                            "name": names.get(("case", category or ""), category)}
+    if category is None:
+        return {**head, "error": "no located cases in the period"}
+    lon, lat, t = zip(*points, strict=True)
+    x, y = nr.to_metres(lon, lat)
+    start = window.start_utc
+    days = [(ti - start).total_seconds() / 86400 for ti in t]
+    try:
+        return {**head, **nr.knox(x, y, days, permutations=99, seed=seed).as_dict()}
+    except Invalid as exc:
+        return {**head, "error": exc.detail}
 
 
 def warning_dict(w: ew.EarlyWarning) -> dict[str, Any]:
