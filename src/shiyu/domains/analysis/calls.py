@@ -213,11 +213,8 @@ def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
 
 
 def _read_parquet(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
-    try:
-        import pyarrow.parquet as pq  # type: ignore[import-not-found,import-untyped,unused-ignore]
-    except ImportError:
-        raise Invalid("Parquet import needs pyarrow, which is not installed; convert the file to CSV "
-                      "or install pyarrow", field="source.format") from None
+    import pyarrow.parquet as pq  # a base dependency (the analysis layer needs it too)
+
     try:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several error types for unreadable files
