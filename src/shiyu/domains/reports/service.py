@@ -21,6 +21,7 @@ from shiyu.domains.analysis import near_repeat as nr
 from shiyu.domains.analysis import warnings as ew
 from shiyu.domains.analysis.access import ACTION, resolve_unit
 from shiyu.domains.analysis.olap import KINDS, SEGMENT, STREAMS, Olap, Window
+from shiyu.domains.geo.models import Grid
 from shiyu.domains.items import config as item_config
 from shiyu.kit.errors import Invalid
 from shiyu.kit.timeutil import utcnow
@@ -130,7 +131,8 @@ def build_report(session: Session, principal: Any, *, unit_code: str, period: st
         d += timedelta(days=1)
     hotspots = _hotspots(session, principal, unit, grid_counts, permutations=permutations, seed=seed)
     near = _near_repeat(nr_category, nr_points, call_names, cur, seed=seed)
-    warnings = [warning_dict(w) for w in ew.all_warnings(session, principal, unit_code=unit.code, as_of=overdue_at)]
+    warnings = [warning_dict(w) | {"category_name": item_names.get(w.category or "")}
+                for w in ew.all_warnings(session, principal, unit_code=unit.code, as_of=overdue_at)]
     report: dict[str, Any] = {
         "schema": SCHEMA,
         "unit": {"code": unit.code, "name": unit.name, "level": unit.level},
@@ -188,8 +190,10 @@ def _hotspots(session: Session, principal: Any, unit: Unit, counts: dict[str, in
                                      permutations=permutations, seed=seed)
     except Invalid as exc:
         return {**head, "error": str(exc), "hot": 0, "cold": 0, "features": []}
-    feats = [{"id": r.id, "value": r.value, "z": r.z, "p_sim": r.p_sim, "cls": r.cls, "island": r.island}
-             for r in results]
+    names = dict(session.execute(select(Grid.code, Grid.name).where(
+        Grid.code.in_([r.id for r in results if r.cls != "none"]))).tuples().all())
+    feats = [{"id": r.id, "name": names.get(r.id), "value": r.value, "z": r.z, "p_sim": r.p_sim, "cls": r.cls,
+              "island": r.island} for r in results]
     return {**head, "hot": sum(f["cls"] == "hot" for f in feats), "cold": sum(f["cls"] == "cold" for f in feats),
             "features": feats}
 
