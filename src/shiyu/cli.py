@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from shiyu.config import get_settings
+from shiyu.domains.open311.cli import open311_app
 from shiyu.kit.db import Database, get_database
 from shiyu.kit.errors import DomainError
 
@@ -38,6 +39,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(sla_app, name="sla")
 app.add_typer(analysis_app, name="analysis")
 app.add_typer(report_app, name="report")
+app.add_typer(open311_app, name="open311")
 
 console = Console(stderr=True)
 

@@ -16,6 +16,8 @@ from shiyu.domains.items.admin_api import router as catalogue_router
 from shiyu.domains.items.admin_pages import router as items_admin_pages
 from shiyu.domains.items.api import router as items_router
 from shiyu.domains.items.pages import router as items_pages
+from shiyu.domains.open311.api import router as open311_router
+from shiyu.domains.open311.pages import router as open311_pages
 from shiyu.domains.reports.api import router as analysis_router
 from shiyu.domains.reports.pages import router as analysis_pages
 from shiyu.kit.db import Database, get_database
@@ -68,6 +70,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(catalogue_router)
     app.include_router(analysis_router)
     app.include_router(audit_router)
+    app.include_router(open311_router)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
@@ -80,6 +83,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(analysis_pages)
     app.include_router(ui_admin_pages.router)
     app.include_router(items_admin_pages)
+    app.include_router(open311_pages)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     install_ui_errors(app)
 

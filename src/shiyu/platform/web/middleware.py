@@ -6,6 +6,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from shiyu.kit.pii import scrub_text
@@ -61,6 +62,12 @@ class _TooLarge(Exception):
     pass
 
 
+#: Path prefix -> how a refusal is written under it, for domains that answer in another
+#: error format than Problem Details (Open311's error list): ``fn(path, status, text)``
+#: returns ``(content_type, body)``.
+REFUSAL_FORMATS: dict[str, Callable[[str, int, str], tuple[bytes, bytes]]] = {}
+
+
 class BodyLimitMiddleware:
     """Refuse bodies over ``limit`` bytes with a 413 Problem Details response, whether
     the size is declared in Content-Length or only discovered while streaming."""
@@ -88,8 +95,14 @@ class BodyLimitMiddleware:
         if rid:
             problem["request_id"] = rid
         body = json.dumps(problem, ensure_ascii=False).encode()
+        ctype = b"application/problem+json"
+        path = scope.get("path", "")
+        for prefix, write in REFUSAL_FORMATS.items():
+            if path.startswith(prefix):
+                ctype, body = write(path, 413, problem["detail"])
+                break
         await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/problem+json"),
+                    "headers": [(b"content-type", ctype),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
