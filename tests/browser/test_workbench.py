@@ -449,3 +449,28 @@ def test_analysis_report_page(pages: Pages, api: Any, screenshots: Any) -> None:
     assert other.locator("#report-preview").count() == 0
     denied = other.request.get(href)
     assert denied.status == 404
+
+
+# --------------------------------------------------------------------------- citizen channel (Open311 adapter)
+
+def test_citizen_reports_and_follows_without_login(pages: Pages) -> None:
+    """A citizen, not logged in, reports rubbish on a phone-sized screen, gets a tracking
+    token and follows the issue with it."""
+    page = pages.new(viewport=PHONE)
+    page.goto("/citizen/report")
+    assert page.locator("#citizen-report").count() == 1 and "/login" not in page.url
+    page.select_option("#service_code", "HL-TOPIC-01-01")
+    page.locator("input[name='attribute[waste_kind][]'][value='household']").wait_for()
+    page.check("input[name='attribute[waste_kind][]'][value='household']")
+    page.fill("#description", "小区门口垃圾堆积，已有三天无人清运")
+    page.fill("#lat", f"{INSIDE[1]:.6f}")
+    page.fill("#long", f"{INSIDE[0]:.6f}")
+    with page.expect_navigation():
+        page.click("#citizen-report button[type=submit]")
+    token = page.inner_text("#tracking-token").strip()
+    number = page.inner_text("#request-number").strip()
+    assert token and number.startswith("RX")
+    with page.expect_navigation():
+        page.click(f"a[href='/citizen/follow?token={token}']")
+    body = page.inner_text("main")
+    assert number in body and "小区门口垃圾堆积" in body
