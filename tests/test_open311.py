@@ -573,7 +573,10 @@ def live_server(app: Any) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    # No log_config and no log_level: uvicorn would otherwise reconfigure its loggers (propagation,
+    # levels) for the rest of the session, and other tests read them through caplog.
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=None, lifespan="off",
+                                           log_config=None, access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
