@@ -34,8 +34,14 @@ Permutations = Annotated[int, Query(ge=99, le=9999, description="conditional per
 Audience = Literal["police", "government", "committee"]
 
 
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
 @router.get("/report", summary="The periodic analysis report 一分析三报告 (JSON, HTML, PDF or Excel)",
-            response_model=None)
+            response_model=None, responses={200: {"description": "the report in the asked format", "content": {
+                "application/json": {"schema": {"type": "object"}}, "text/html": {"schema": {"type": "string"}},
+                "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+                XLSX: {"schema": {"type": "string", "format": "binary"}}}}})
 def get_report(session: SessionDep, principal: PrincipalDep, unit: UnitQ, period: PeriodQ,
                format: Annotated[Literal["json", "html", "pdf", "xlsx"], Query()] = "json",
                audience: Annotated[Audience, Query(description="addressee of the HTML/PDF version")] = "government",
@@ -48,7 +54,7 @@ def get_report(session: SessionDep, principal: PrincipalDep, unit: UnitQ, period
         return JSONResponse(report)
     if format == "xlsx":
         return Response(service.to_xlsx(report), headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'},
-                        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+                        media_type=XLSX)
     from shiyu.domains.reports import render
 
     shapes = service.grid_shapes(session, principal, report)
@@ -109,7 +115,8 @@ def list_archived(session: SessionDep, principal: PrincipalDep, unit: UnitQ) -> 
 
 
 @router.get("/reports/{period}/{unit_code}", summary="One archived monthly report as PDF (three versions)",
-            response_class=FileResponse)
+            response_class=FileResponse, responses={200: {"description": "the archived PDF", "content": {
+                "application/pdf": {"schema": {"type": "string", "format": "binary"}}}}})
 def get_archived(period: Annotated[str, FastPath(pattern=r"^\d{4}-\d{2}$")],
                  unit_code: Annotated[str, FastPath(min_length=1, max_length=32)],
                  session: SessionDep, principal: PrincipalDep) -> FileResponse:
