@@ -6,7 +6,7 @@ PORT   ?= 8000
 BASE    = $(VENV)/.installed-base
 DEV     = $(VENV)/.installed-dev
 
-.PHONY: demo test install dev lint bench clean
+.PHONY: demo test install dev lint bench fuzz crash clean
 
 $(VENV)/bin/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11+)"; exit 1; }
@@ -41,6 +41,21 @@ lint: dev
 # Every script in benchmarks/ takes --json PATH and merges its figures into results.json.
 bench: dev
 	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f --json benchmarks/results.json || exit 1; done
+
+# Fuzzing and crash testing (README "Fuzzing and crash testing"); .ci/run runs the short forms.
+FUZZ_EXAMPLES  ?= 200
+FUZZ_DB        ?= sqlite
+FUZZ_ARGS      ?=
+CRASH_ROUNDS   ?= 20
+CRASH_REQUESTS ?= 1000
+CRASH_DB       ?= both
+CRASH_ARGS     ?=
+
+fuzz: dev
+	$(PY) tools/fuzz.py --db $(FUZZ_DB) --examples $(FUZZ_EXAMPLES) $(FUZZ_ARGS)
+
+crash: dev
+	$(PY) tools/crash.py --db $(CRASH_DB) --rounds $(CRASH_ROUNDS) --requests $(CRASH_REQUESTS) $(CRASH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

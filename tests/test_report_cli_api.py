@@ -226,3 +226,13 @@ def test_api_lists_and_serves_archived_reports(client: Any, login: Any) -> None:
     got = client.get(f"/api/v1/analysis/reports/2025-12/{TOWN}", headers=h)
     assert got.status_code == 200 and got.content == b"%PDF-1.7 archived"
     assert client.get("/api/v1/analysis/reports/2025-12/320103001000", headers=h).status_code == 404
+
+
+def test_nul_characters_are_refused_not_a_500(client: Any, login: Any, db: Any) -> None:
+    """PostgreSQL refuses NUL in text (a 422 naming it); SQLite stores it (the unit is unknown: 404)."""
+    h = login("leader_city")
+    r = client.get("/api/v1/analysis/reports", params={"unit": "\x00abc"}, headers=h)
+    if db.sqlite:
+        assert r.status_code == 404, r.text
+    else:
+        assert r.status_code == 422 and r.json()["code"] == "nul_character", r.text

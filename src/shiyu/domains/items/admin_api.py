@@ -81,7 +81,7 @@ def add_category(body: CategoryIn, session: SessionDep, principal: PrincipalDep)
     check_action(session, principal, "item.configure", object_type="category")
     if session.get(Category, body.code) is not None:
         raise Conflict("category exists", code="conflict", field="code")
-    if body.parent_code:
+    if body.parent_code is not None:
         parent = session.get(Category, body.parent_code)
         if parent is None or parent.kind != body.kind or not body.code.startswith(parent.code + "-"):
             raise Invalid("bad parent", code="invalid", field="parent_code")
@@ -102,6 +102,9 @@ def patch_category(code: Annotated[str, Path(max_length=32, pattern=CODE_RE.patt
     if cat is None:
         raise NotFound("category not found", params={"what": "category", "id": code})
     changes = body.model_dump(exclude_unset=True)
+    nulls = [k for k in ("name", "name_en", "public", "active") if k in changes and changes[k] is None]
+    if nulls:
+        raise Invalid("may not be null", code="invalid", field=nulls[0])
     before = {k: getattr(cat, k) for k in changes}
     for k, v in changes.items():
         setattr(cat, k, v)

@@ -37,7 +37,9 @@ from shiyu.platform.web.deps import PrincipalDep, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["items"])
 
-ItemId = Annotated[int, Path(ge=1, le=2**53)]
+#: Ids are INTEGER columns: a larger one would be a 500 on PostgreSQL ("integer out of range").
+MAX_ID = 2**31 - 1
+ItemId = Annotated[int, Path(ge=1, le=MAX_ID)]
 EXPORT_LIMIT = 50_000
 
 
@@ -117,7 +119,9 @@ class _Filters:
 
 
 
-@router.post("/items", response_model=ItemRead, status_code=201, summary="Take in a work item 上报")
+@router.post("/items", response_model=ItemRead, status_code=201, summary="Take in a work item 上报",
+             responses={200: {"model": ItemRead, "description": "Replay: the item the same Idempotency-Key and "
+                                                                "body made before"}})
 def create_item(
     body: ItemCreate,
     response: Response,
@@ -267,7 +271,7 @@ def upload_attachment(
 
 
 @router.get("/items/{item_id}/attachments/{attachment_id}", summary="Download an attachment")
-def download_attachment(item_id: ItemId, attachment_id: Annotated[int, Path(ge=1, le=2**53)],
+def download_attachment(item_id: ItemId, attachment_id: Annotated[int, Path(ge=1, le=MAX_ID)],
                         session: SessionDep, principal: PrincipalDep) -> Response:
     att = service.get_attachment(session, principal, item_id, attachment_id)
     return Response(att.content, media_type=att.content_type,
@@ -288,7 +292,7 @@ def list_supervisions(item_id: ItemId, session: SessionDep, principal: Principal
 
 
 @router.post("/items/{item_id}/supervisions/{supervision_id}/resolve", response_model=SupervisionRead)
-def resolve_supervision(item_id: ItemId, supervision_id: Annotated[int, Path(ge=1, le=2**53)],
+def resolve_supervision(item_id: ItemId, supervision_id: Annotated[int, Path(ge=1, le=MAX_ID)],
                         session: SessionDep, principal: PrincipalDep) -> SupervisionRead:
     sup = service.resolve_supervision(session, principal, item_id, supervision_id)
     return SupervisionRead.model_validate(sup, from_attributes=True)
@@ -296,7 +300,7 @@ def resolve_supervision(item_id: ItemId, supervision_id: Annotated[int, Path(ge=
 
 @router.post("/items/{item_id}/duplicates/{candidate_id}/dismiss", status_code=204,
              summary="Dismiss a possible duplicate")
-def dismiss_duplicate(item_id: ItemId, candidate_id: Annotated[int, Path(ge=1, le=2**53)],
+def dismiss_duplicate(item_id: ItemId, candidate_id: Annotated[int, Path(ge=1, le=MAX_ID)],
                       session: SessionDep, principal: PrincipalDep) -> None:
     service.dismiss_duplicate(session, principal, item_id, candidate_id)
 
@@ -352,7 +356,7 @@ def notifications(session: SessionDep, principal: PrincipalDep, unread: bool = F
 
 
 @router.post("/notifications/{notification_id}/read", status_code=204, tags=["notifications"])
-def mark_read(notification_id: Annotated[int, Path(ge=1, le=2**53)], session: SessionDep,
+def mark_read(notification_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep,
               principal: PrincipalDep) -> None:
     stmt = scope(select(Notification), principal, "item.read", Notification.scope_path).where(
         Notification.id == notification_id, Notification.unit_code == principal.unit_code)

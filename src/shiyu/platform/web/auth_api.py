@@ -103,7 +103,7 @@ def list_users(
 
 @router.get("/users/{user_id}", response_model=UserRead, tags=["users"])
 def get_user(user_id: int, session: SessionDep, principal: PrincipalDep) -> UserRead:
-    if user_id < 1 or user_id > 2**62:
+    if user_id < 1 or user_id > 2**31 - 1:  # an INTEGER column
         raise Invalid("bad id", code="invalid", field="user_id")
     return user_read(service.get_user(session, principal, user_id))
 

@@ -71,6 +71,7 @@ DETAILS: Final[dict[str, tuple[str, str]]] = {
     "not_owner": ("只有责任中心可以执行此操作。", "Only the owning centre may do this."),
     "extension_limit": ("延期次数已用完。", "No more extensions allowed."),
     "top_level": ("已是最高层级，无法再上报。", "Already owned by the top level."),
+    "nul_character": ("输入中不能包含空字符（0x00）。", "Text may not contain NUL (0x00) characters."),
     "police_call": ("警务警情由公安机关处置，不能分流为工单。", "A police call is handled by the police, not diverted."),
     "already_diverted": ("该警情已分流为工单。", "The call was diverted already."),
     "not_located": ("该警情既无网格位置也无所属单位。", "The call has neither a point in a grid nor a unit."),

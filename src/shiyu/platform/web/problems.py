@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError as DBAPIDataError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -76,6 +77,9 @@ def _field_of(loc: tuple[Any, ...]) -> str:
 
 
 def install(app: FastAPI) -> None:
+    from shiyu.platform.web import openapi
+
+    openapi.install(app)  # the document names these Problem responses
 
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
@@ -108,6 +112,14 @@ def install(app: FastAPI) -> None:
         # Two writers read the same version; the second one's versioned UPDATE matched no
         # row (PostgreSQL lets both pass the If-Match check): same answer as a stale ETag.
         return problem(request, 412, "stale_etag", field="If-Match")
+
+    @app.exception_handler(DBAPIDataError)
+    async def _data(request: Request, exc: DBAPIDataError) -> JSONResponse:
+        # PostgreSQL refuses NUL (0x00) in text; SQLite stores it. Input at fault, never a 500.
+        if "NUL" in str(exc.orig):
+            return problem(request, 422, "nul_character", field="request")
+        log.exception("database refused a value on %s %s", request.method, request.url.path)
+        return problem(request, 422, "invalid", field="request")
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
