@@ -428,3 +428,25 @@ def test_hourly_tick_raises_each_warning_once(empty_db: Database) -> None:
     with empty_db.unit_of_work() as s:
         assert warnings_tick(s, AS_OF + timedelta(hours=1)) == 0
         assert len(_warning_items(s)) == made
+
+
+def test_scheduled_jobs_read_first_and_write_in_short_units(empty_db: Database, tmp_path: Any) -> None:
+    """Long scheduled jobs run in read-only units (SQLite's one write lock is held for a write
+    unit's whole length, which would lock users out); what they write comes after, briefly."""
+    from types import SimpleNamespace
+
+    from shiyu.domains.analysis.tasks import register as register_warnings
+    from shiyu.domains.reports.tasks import register as register_reports
+    from shiyu.platform.jobs.scheduler import Scheduler
+
+    _raise_world(empty_db)
+    scheduler = Scheduler(empty_db)
+    register_warnings(scheduler, SimpleNamespace(var_dir=tmp_path))
+    register_reports(scheduler, SimpleNamespace(var_dir=tmp_path))
+    assert {j.name: j.write for j in scheduler.jobs} == {"analysis.warnings": False, "reports.monthly": False}
+    warnings_job = next(j for j in scheduler.jobs if j.name == "analysis.warnings")
+    with empty_db.unit_of_work(write=False) as s:
+        warnings_job.fn(s)
+        assert _warning_items(s) == []  # nothing written inside the read-only unit
+    with empty_db.unit_of_work(write=False) as s:
+        assert len(_warning_items(s)) >= 1  # raised once it ended

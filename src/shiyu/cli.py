@@ -564,7 +564,7 @@ def report_monthly(
                   console=console) as progress:
         task = progress.add_task("reports", total=None)
         try:
-            with _ready_db().unit_of_work() as session:
+            with _ready_db().unit_of_work(write=False) as session:
                 done = tasks.monthly_reports(
                     session, root, period=month, levels=wanted, permutations=permutations,
                     progress=lambda i, n: progress.update(task, completed=i, total=n))

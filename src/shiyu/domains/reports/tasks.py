@@ -3,6 +3,9 @@ analysis report is produced for the city, every district and every township, arc
 ``<var>/reports/<YYYY-MM>/<unit>.pdf`` (all three addressed versions) with its JSON beside it,
 and the unit's centre is told in its notifications.
 
+The reports are built in a read-only unit of work (writing units on SQLite hold the one
+write lock from their start); the notifications follow in one short write.
+
 Idempotent and safe to run from several processes: a unit whose PDF already exists is
 skipped, and files appear atomically (written to a temporary name, then renamed).
 """
@@ -23,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from shiyu.domains.items.models import Notification
 from shiyu.domains.reports import service
+from shiyu.kit.db import Database, after_unit
 from shiyu.kit.errors import NotFound
 from shiyu.kit.timeutil import utcnow
 from shiyu.platform.authz.principal import Principal
@@ -74,6 +78,10 @@ def monthly_reports(session: Session, root: Path, *, period: str, levels: tuple[
     unit_rows = session.execute(select(Unit).where(Unit.kind != "department", Unit.level.in_(levels))
                                 .order_by(Unit.path)).scalars().all()
     out: list[Archived] = []
+    notes: list[Notification] = []
+    # The reports are built in a read-only unit (minutes of work must not hold SQLite's write
+    # lock); the notifications are written in one short unit once it ends.
+    after_unit(session, lambda db: _notify(db, notes))
     folder = root / period
     folder.mkdir(parents=True, exist_ok=True)
     for i, unit in enumerate(unit_rows, 1):
@@ -85,13 +93,19 @@ def monthly_reports(session: Session, root: Path, *, period: str, levels: tuple[
             shapes = service.grid_shapes(session, principal, report)
             _write(pdf_path.with_suffix(".json"), json.dumps(report, ensure_ascii=False).encode("utf-8"))
             _write(pdf_path, render.render_pdf_many(report, shapes=shapes))
-            session.add(Notification(unit_code=unit.code, scope_path=unit.path, item_id=None, kind="report",
-                                     message=f"{unit.name}{period} 月度分析报告已生成（一分析三报告）"))
+            notes.append(Notification(unit_code=unit.code, scope_path=unit.path, item_id=None, kind="report",
+                                      message=f"{unit.name}{period} 月度分析报告已生成（一分析三报告）"))
             created = True
         out.append(Archived(unit.code, period, pdf_path, created))
         if progress:
             progress(i, len(unit_rows))
     return out
+
+
+def _notify(db: Database, notes: list[Notification]) -> None:
+    if notes:
+        with db.unit_of_work() as s:
+            s.add_all(notes)
 
 
 def archived(root: Path, unit_paths: dict[str, str]) -> list[dict[str, Any]]:
@@ -119,4 +133,4 @@ def register(scheduler: Any, settings: Any) -> None:
         monthly_reports(session, root, period=period)
         done.touch()
 
-    scheduler.add("reports.monthly", 3600, job)
+    scheduler.add("reports.monthly", 3600, job, write=False)

@@ -27,6 +27,10 @@ class Job:
     interval_s: float
     fn: JobFn
     last_run: float = field(default=0.0)
+    #: False for long jobs that only read: on SQLite a write unit holds the database's one
+    #: write lock from its start, so a long write job would lock every user out. Such jobs
+    #: write what they must through ``kit.db.after_unit`` in short units of their own.
+    write: bool = True
 
 
 class Scheduler:
@@ -36,8 +40,8 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def add(self, name: str, interval_s: float, fn: JobFn) -> None:
-        self.jobs.append(Job(name, interval_s, fn))
+    def add(self, name: str, interval_s: float, fn: JobFn, *, write: bool = True) -> None:
+        self.jobs.append(Job(name, interval_s, fn, write=write))
 
     def run_pending(self) -> list[str]:
         ran = []
@@ -47,7 +51,7 @@ class Scheduler:
                 continue
             job.last_run = now
             try:
-                with self.db.unit_of_work() as session:
+                with self.db.unit_of_work(write=job.write) as session:
                     job.fn(session)
                 ran.append(job.name)
             except Exception:  # a failing job must not kill the loop; it is logged and retried
