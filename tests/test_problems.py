@@ -329,6 +329,8 @@ CASES: list[Case] = [
          f"/api/v1/analysis/reports/2026-1/{TOWN}", "leader", field="period"),
     Case("GET /api/v1/analysis/reports/{period}/{unit_code}", "month never archived", "GET",
          f"/api/v1/analysis/reports/1999-01/{TOWN}", "leader", status=404),
+    Case("GET /api/v1/analysis/warnings", "year 1", "GET",
+         f"/api/v1/analysis/warnings?unit={TOWN}&as_of=0001-02-08", "leader", field="as_of"),
     Case("GET /api/v1/analysis/warnings", "future date", "GET",
          f"/api/v1/analysis/warnings?unit={TOWN}&as_of=2999-01-01", "leader", field="as_of"),
     # --- ops

@@ -97,6 +97,8 @@ def warning_moment(day: date | None) -> datetime:
     today = now.astimezone(LOCAL_TZ).date()
     if day > today:
         raise Invalid("as_of must not be in the future", code="as_of_in_future", field="as_of")
+    if day.year < 2000:  # the detectors look back a year of weeks; earlier has no data and overflows
+        raise Invalid("as_of must be in 2000 or later", code="invalid", field="as_of")
     if day == today:
         return now
     return datetime.combine(day, time.max, tzinfo=LOCAL_TZ)
