@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Cheap password hashing for the ~60 demo users loaded here and for the server (set below).
+# Cheap password hashing for the ~60 demo users loaded here and for the server, which inherits it.
 os.environ.setdefault("SHIYU_ARGON2_TIME_COST", "1")
 os.environ.setdefault("SHIYU_ARGON2_MEMORY_KIB", "8192")
 
@@ -51,7 +51,7 @@ BIN = Path(sys.executable).parent
 
 def shiyu_command() -> list[str]:
     exe = BIN / "shiyu"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "shiyu.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-c", "from shiyu.cli import app; app()"]
 
 
 def free_port() -> int:
