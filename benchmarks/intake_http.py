@@ -74,7 +74,9 @@ from shiyu.domains.items.models import Category, DuplicateLink, WorkItem  # noqa
 get_settings.cache_clear()
 
 VILLAGE = "320102001001"
-USERNAME = f"grid_{VILLAGE}"
+#: Who reports: the city centre's dispatcher 市级综治中心 taking in reports from the whole city (the
+#: 12345 case: a flood day's load comes from everywhere), or one village's grid worker 网格员.
+SCOPES = {"city": ("dispatcher_city", None), "village": (f"grid_{VILLAGE}", VILLAGE)}
 DEFAULT_CATEGORIES = "EV-05-01,EV-05-02,EV-05-03,EV-05-04,EV-05-05,EV-05-06"
 JITTER_DEG = 0.0004  # +- ~40 m around each chosen point; points are chosen >= MARGIN_DEG inside a grid
 MARGIN_DEG = 0.001
@@ -104,14 +106,16 @@ def settled_count(db: Database, timeout: float = 60.0) -> int:
     return last
 
 
-def pick_points(db: Database, city: DemoCity, n: int, seed: int) -> list[tuple[float, float]]:
-    """``n`` points well inside the village's unified grids, each checked with ``locate_point``."""
+def pick_points(db: Database, city: DemoCity, n: int, seed: int,
+                village: str | None = None) -> list[tuple[float, float]]:
+    """``n`` points well inside unified grids, each checked with ``locate_point``: across the
+    whole city, or inside one village."""
     rng = random.Random(seed)
-    grids = city.grids_of(VILLAGE)
+    grids = city.grids_of(village) if village else list(city.grids)
     inner = [g.polygon.buffer(-MARGIN_DEG) for g in grids]
     inner = [p for p in inner if not p.is_empty]
     if not inner:
-        raise RuntimeError(f"no grid of village {VILLAGE} is wide enough")
+        raise RuntimeError(f"no grid of {village or 'the city'} is wide enough")
     areas = [p.area for p in inner]
     out: list[tuple[float, float]] = []
     with db.unit_of_work(write=False) as session:
@@ -122,8 +126,8 @@ def pick_points(db: Database, city: DemoCity, n: int, seed: int) -> list[tuple[f
             if not shapely.contains_xy(poly, x, y):
                 continue
             found = geo.locate_point(session, x, y)
-            if found is None or found[0].chain[0] != VILLAGE:
-                raise RuntimeError(f"point ({x}, {y}) does not locate in village {VILLAGE}: {found}")
+            if found is None or (village and found[0].chain[0] != village):
+                raise RuntimeError(f"point ({x}, {y}) does not locate in {village or 'the city'}: {found}")
             out.append((round(x, 7), round(y, 7)))
     return out
 
@@ -166,7 +170,7 @@ class Server:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"uvicorn-w{workers}.log"
-        env = {**os.environ, "SHIYU_DATABASE_URL": url, "SHIYU_ARGON2_TIME_COST": "1"}
+        env = {**os.environ, "SHIYU_DATABASE_URL": url, "SHIYU_ARGON2_TIME_COST": "1", "SHIYU_SCHEDULER": "false"}
         env.pop("SHIYU_ARGON2_MEMORY_KIB", None)
         self._log = self.log_path.open("wb")
         launcher = ["-m", "uvicorn"]
@@ -235,8 +239,8 @@ class Server:
         self._log.close()
 
 
-def login(base: str) -> str:
-    r = httpx.post(base + "/api/v1/auth/token", data={"username": USERNAME, "password": DEMO_PASSWORD}, timeout=60)
+def login(base: str, username: str) -> str:
+    r = httpx.post(base + "/api/v1/auth/token", data={"username": username, "password": DEMO_PASSWORD}, timeout=60)
     if r.status_code != 200:
         raise RuntimeError(f"login failed: {r.status_code} {r.text[:500]}")
     return str(r.json()["access_token"])
@@ -516,7 +520,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodelay-workaround", action="store_true",
                         help="start uvicorn through a launcher that restores TCP_NODELAY with --workers > 1 "
                              "(uvicorn issue 3149); default: the plain uvicorn command")
-    parser.add_argument("--points", type=int, default=1021, help="distinct points in the village to rotate")
+    parser.add_argument("--points", type=int, default=1021, help="distinct points to rotate")
+    parser.add_argument("--scope", choices=sorted(SCOPES), default="city",
+                        help="city: the city dispatcher reports all over the city; "
+                             "village: one grid worker in one village")
     parser.add_argument("--categories", default=DEFAULT_CATEGORIES, help="leaf event categories to rotate")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep-db", action="store_true", help="do not drop the database at the end")
@@ -548,10 +555,11 @@ def main(argv: list[str] | None = None) -> int:
         bad_cats = [c for c in cats if c not in known or known[c].kind != "event" or c in parents]
         if bad_cats:
             raise RuntimeError(f"not leaf event categories: {bad_cats}")
-        points = pick_points(db, city, args.points, args.seed)
+        username, village = SCOPES[args.scope]
+        points = pick_points(db, city, args.points, args.seed, village)
         items_before = count_items(db)
         print(f"setup: database {args.dbname}, migrate + seed + small demo city in {setup_s:.1f} s ({load}); "
-              f"{items_before} work items already; {len(points)} points in village {VILLAGE}; "
+              f"{items_before} work items already; {len(points)} points in {village or 'the city'}, as {username}; "
               f"categories {', '.join(cats)}", flush=True)
 
         token: str | None = None
@@ -561,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
             server = Server(url_s, workers, tmp, nodelay_workaround=args.nodelay_workaround)
             server.wait_ready()
             if token is None:
-                token = login(server.base)
+                token = login(server.base, username)
                 gen = LoadGen(tmp, points, cats, token, args.load_generator)
                 print(f"load generator: {gen.name}", flush=True)
             assert gen is not None
@@ -638,7 +646,8 @@ def main(argv: list[str] | None = None) -> int:
             "server_command": ("uvicorn shiyu.asgi:app --workers N --log-level warning"
                                + (" (via the TCP_NODELAY work-around launcher)" if args.nodelay_workaround else "")),
             "data": {"city": f"small demo city (seed {args.seed})", "units": load.units, "grids": load.grids,
-                     "users": load.users, "village": VILLAGE, "user": USERNAME, "points": len(points),
+                     "users": load.users, "scope": args.scope, "village": village, "user": username,
+                     "points": len(points),
                      "categories": cats, "work_items_at_start": items_before,
                      "work_items_written_by_api": api_rows, "work_items_at_end": items_after,
                      "duplicate_links_created": dup_links,

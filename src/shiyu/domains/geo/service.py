@@ -54,11 +54,21 @@ from shiyu.platform.units.rules import LEVEL, check_unit_code, child_path
 
 
 def revision(session: Session) -> int:
+    """The geography revision, read once per transaction (a batch of new items locates
+    hundreds of points in one)."""
+    tx = session.get_transaction()
+    memo = session.info.get("geo.revision")
+    if tx is not None and memo is not None and memo[0] is tx:
+        return int(memo[1])
     row = session.get(GeoRevision, 1)
-    return row.revision if row else 0
+    rev = row.revision if row else 0
+    if tx is not None:
+        session.info["geo.revision"] = (tx, rev)
+    return rev
 
 
 def bump_revision(session: Session) -> None:
+    session.info.pop("geo.revision", None)
     row = session.get(GeoRevision, 1)
     if row is None:
         session.add(GeoRevision(id=1, revision=1))

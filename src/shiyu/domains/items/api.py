@@ -12,28 +12,33 @@ from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from shiyu.domains.items import rules, service
+from shiyu.domains.items import intake, rules, service
 from shiyu.domains.items.models import Notification, WorkItem
 from shiyu.domains.items.schemas import (
     ActionIn,
-    AssignmentRead,
     ItemCreate,
     ItemPage,
     ItemRead,
     ItemSummary,
-    PartyRead,
     SupervisionIn,
     SupervisionRead,
     TimelineRead,
 )
+from shiyu.domains.items.views import item_read
 from shiyu.kit.errors import Invalid, NotFound
-from shiyu.kit.pii import mask_address, mask_name, mask_phone, mask_resident_id
+from shiyu.kit.pii import mask_name, mask_phone
 from shiyu.kit.timeutil import utcnow
 from shiyu.platform.audit import service as audit
 from shiyu.platform.audit.guard import check_action, check_scope, denied
 from shiyu.platform.authz.scope import scope
-from shiyu.platform.units import service as units
-from shiyu.platform.web.deps import PrincipalDep, SessionDep
+from shiyu.platform.web.deps import (
+    CheckedTokenDep,
+    PrincipalDep,
+    SessionDep,
+    get_db,
+    request_id,
+    resolve_principal,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["items"])
 
@@ -41,46 +46,6 @@ router = APIRouter(prefix="/api/v1", tags=["items"])
 MAX_ID = 2**31 - 1
 ItemId = Annotated[int, Path(ge=1, le=MAX_ID)]
 EXPORT_LIMIT = 50_000
-
-
-def item_read(session: Any, principal: Any, item: WorkItem, *, reveal: bool = False) -> ItemRead:
-    rows = service.assignments_of(session, item.id)
-    names = {c: u.name for c, u in units.get_many(session, sorted({a.department_code for a in rows})).items()}
-    parties = [
-        PartyRead(role=p.role, name=p.name if reveal else mask_name(p.name),
-                  id_number=(p.id_number if reveal else mask_resident_id(p.id_number)) if p.id_number else None,
-                  phone=(p.phone if reveal else mask_phone(p.phone)) if p.phone else None,
-                  address=(p.address if reveal else mask_address(p.address)) if p.address else None)
-        for p in service.parties_of(session, item.id)
-    ]
-    assignments = [
-        AssignmentRead(department_code=a.department_code, department_name=names.get(a.department_code), mode=a.mode,
-                       state=a.state, assigned_at=a.assigned_at, ack_due_at=a.ack_due_at,
-                       acknowledged_at=a.acknowledged_at, reported_at=a.reported_at, report=a.report)
-        for a in rows
-    ]
-    return ItemRead(
-        id=item.id, number=item.number, kind=item.kind, status=item.status,
-        status_label=rules.STATE_LABELS.get(item.status, item.status), title=item.title,
-        description=item.description, category=item.category_code,
-        category_name=service.category_name(session, item.category_code), priority=item.priority,
-        source=item.source, channel=item.channel, lon=item.lon, lat=item.lat,
-        address=(item.address if reveal else mask_address(item.address)) if item.address else None,
-        grid_code=item.grid_code, unit_code=item.unit_code, owner_code=item.owner_code,
-        reporter_name=(item.reporter_name if reveal else mask_name(item.reporter_name)) if item.reporter_name else None,
-        reporter_phone=(item.reporter_phone if reveal else mask_phone(item.reporter_phone))
-        if item.reporter_phone else None,
-        created_at=item.created_at, updated_at=item.updated_at, received_at=item.received_at, step=item.step,
-        due_at=item.due_at, handle_due_at=item.handle_due_at, sla_state=item.sla_state,
-        escalation_level=item.escalation_level, extensions=item.extensions, whistle=item.whistle,
-        supervised=item.supervised, rating=item.rating, replied=item.replied_at is not None,
-        reply_text=item.reply_text, merged_into=item.merged_into, repeat_of=item.repeat_of, data=item.data or {},
-        version=item.version, parties=parties, assignments=assignments,
-        actions=[a for a in rules.actions_in(item.status)
-                 if a != "reopen" or rules.can_reopen(item.status, item.rating)],
-        duplicates=service.duplicates_of(session, principal, item),
-        attachments=service.attachments_of(session, item.id),
-    )
 
 
 def _summary(i: WorkItem) -> ItemSummary:
@@ -120,22 +85,29 @@ class _Filters:
 
 
 @router.post("/items", response_model=ItemRead, status_code=201, summary="Take in a work item 上报",
+             description="Requests arriving together are taken in together, in one transaction (group "
+                         "commit, ``items.intake``); each is checked on its own and answered only once its "
+                         "batch has committed.",
              responses={200: {"model": ItemRead, "description": "Replay: the item the same Idempotency-Key and "
                                                                 "body made before"}})
-def create_item(
+async def create_item(
     body: ItemCreate,
-    response: Response,
-    session: SessionDep,
-    principal: PrincipalDep,
+    request: Request,
+    token: CheckedTokenDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)] = None,
-) -> ItemRead:
-    created = service.create_item(session, principal, body, idempotency_key=idempotency_key)
-    session.flush()
-    if created.replayed:
-        response.status_code = 200
-    response.headers["ETag"] = service.etag(created.item)
-    response.headers["Location"] = f"/api/v1/items/{created.item.id}"
-    return item_read(session, principal, created.item)
+) -> Response:
+    out = await intake.batcher(get_db(request), _resolve).submit(
+        intake.IntakeRequest(token=token, data=body, idempotency_key=idempotency_key,
+                             request_id=request_id(request), path=request.url.path))
+    if out.error is not None:
+        raise out.error
+    assert out.item is not None and out.etag is not None
+    return Response(out.item.model_dump_json(), status_code=out.status, media_type="application/json",
+                    headers={"ETag": out.etag, "Location": f"/api/v1/items/{out.item.id}"})
+
+
+def _resolve(session: Any, token: str, rid: str | None, path: str) -> Any:
+    return resolve_principal(session, token, request_id=rid, path=path)
 
 
 @router.get("/items", response_model=ItemPage, summary="Work items in the jurisdiction, overdue first")

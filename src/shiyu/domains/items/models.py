@@ -125,6 +125,7 @@ class WorkItem(Base):
         Index("ix_work_items_kind_created", "kind", "created_at"),
         Index("ix_work_items_category_created", "category_code", "created_at"),
         Index("ix_work_items_lonlat", "lon", "lat"),
+        Index("ix_work_items_category_lonlat", "category_code", "lon", "lat"),  # the duplicate search 并单
         Index("ix_work_items_created", "created_at"),
         Index("ix_work_items_owner_status", "owner_code", "status"),
     )

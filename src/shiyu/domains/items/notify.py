@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from shiyu.domains.items.models import Notification
@@ -58,3 +59,18 @@ def notify(session: Session, *, unit_code: str, scope_path: str, item_id: int | 
         if ch.name == "inapp" or kind in URGENT_KINDS:
             ch.send(session, note)
     return note
+
+
+def notify_many(session: Session, notes: list[dict[str, object]]) -> None:
+    """Many notifications at once (a batch of new items): the in-app rows in one INSERT,
+    the other channels as ``notify`` would. Each dict holds ``Notification``'s fields."""
+    if not notes:
+        return
+    rows = [{**n, "message": str(n["message"])[:500]} for n in notes]
+    session.execute(insert(Notification.__table__), rows)
+    for row in rows:
+        if row["kind"] in URGENT_KINDS:
+            note = Notification(**row)
+            for ch in CHANNELS:
+                if ch.name != "inapp":
+                    ch.send(session, note)

@@ -18,9 +18,9 @@ from starlette.datastructures import UploadFile  # what request.form() yields (f
 from shiyu.domains.geo import service as geo
 from shiyu.domains.geo.models import Grid
 from shiyu.domains.items import config, rules, service
-from shiyu.domains.items.api import item_read
 from shiyu.domains.items.models import WorkItem
 from shiyu.domains.items.schemas import ActionIn, ItemCreate
+from shiyu.domains.items.views import item_read
 from shiyu.kit.db import per_database
 from shiyu.kit.errors import DomainError, Invalid
 from shiyu.kit.timeutil import utcnow

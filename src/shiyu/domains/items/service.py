@@ -14,7 +14,7 @@ import json
 import math
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -58,6 +58,7 @@ ATTACHMENT_TYPES = {
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
 DUPLICATE_RADIUS_M = 150.0
 DUPLICATE_WINDOW = timedelta(hours=72)
+DUPLICATE_LIMIT = 50
 DUE_SOON = timedelta(hours=4)
 
 
@@ -132,15 +133,24 @@ def check_attachment(field: str, content_type: str, raw: bytes) -> list[dict[str
     return []
 
 
-def _request_hash(data: ItemCreate) -> str:
+def request_hash(data: ItemCreate) -> str:
     return hashlib.sha256(json.dumps(data.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+def unit_of(session: Session, code: str) -> Unit | None:
+    """``units.get``, remembered for the rest of the unit of work (a batch of new items
+    mostly lies in a handful of units)."""
+    memo: dict[str, Unit | None] = session.info.setdefault("items.units", {})
+    if code not in memo:
+        memo[code] = units.get(session, code)
+    return memo[code]
 
 
 def _owner_for(session: Session, unit: Unit) -> Unit:
     """The lowest centre that owns an item located in ``unit``: the town 乡镇街道 of a
     village; otherwise the unit itself (小事不出村、大事不出镇)."""
     if unit.kind == "village" and unit.parent_code:
-        parent = units.get(session, unit.parent_code)
+        parent = unit_of(session, unit.parent_code)
         if parent is not None:
             return parent
     return unit
@@ -168,18 +178,93 @@ class Created:
     replayed: bool
 
 
+@dataclass
+class Prepared:
+    """An item checked and built in memory, not yet written: what ``prepare_item`` hands
+    to the writer (one item here, or a whole batch in ``items.intake``)."""
+    item: WorkItem
+    owner: Unit
+    parties: list[tuple[PartyIn, str | None, str | None]]
+    files: list[tuple[Any, bytes]]
+    party_rows: list[Party] = field(default_factory=list)
+
+
+def sha256_hex(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def check_key(idempotency_key: str | None) -> str:
+    if not idempotency_key or not (1 <= len(idempotency_key) <= 128):
+        raise Invalid("Idempotency-Key header required", code="idempotency_key_required", field="Idempotency-Key")
+    return idempotency_key
+
+
 def create_item(session: Session, principal: Principal, data: ItemCreate, *, idempotency_key: str | None,
                 now: datetime | None = None) -> Created:
     """Take in an item 上报. Validates everything before writing anything; with an
-    Idempotency-Key the same key and body return the original item, another body 422."""
+    Idempotency-Key the same key and body return the original item, another body 422.
+    (``items.intake`` takes in many requests in one transaction with the same checks.)"""
     check_action(session, principal, "item.create", object_type="work_item")
-    if not idempotency_key or not (1 <= len(idempotency_key) <= 128):
-        raise Invalid("Idempotency-Key header required", code="idempotency_key_required", field="Idempotency-Key")
-    req_hash = _request_hash(data)
+    idempotency_key = check_key(idempotency_key)
+    req_hash = request_hash(data)
     prior = _replay(session, principal, idempotency_key, req_hash)
     if prior is not None:
         return Created(prior, True)
     now = now or utcnow()
+    prep = prepare_item(session, principal, data, now)
+    item, owner, parties, files = prep.item, prep.owner, prep.parties, prep.files
+    for attempt in range(5):
+        try:
+            # The item is added inside the savepoint (begin_nested flushes whatever is pending
+            # first): when an insert fails, rolling back the savepoint drops the item too.
+            with session.begin_nested():
+                session.add(item)
+                session.flush()
+                session.add(IdempotencyKey(principal=principal.username, key=idempotency_key,
+                                           request_hash=req_hash, item_id=item.id))
+                session.flush()
+            break
+        except IntegrityError:
+            # A concurrent request with the same key won: return its item (or 422 for
+            # another body). Otherwise the random number collided: draw another.
+            prior = _replay(session, principal, idempotency_key, req_hash)
+            if prior is not None:
+                return Created(prior, True)
+            if attempt == 4:
+                raise
+            item.number = _new_number(data.kind, now)
+    for p, idn, phone in parties:
+        session.add(Party(item_id=item.id, role=p.role, name=p.name, id_number=idn, phone=phone, address=p.address))
+    for a, raw in files:
+        session.add(Attachment(item_id=item.id, filename=a.filename, content_type=a.content_type, size=len(raw),
+                               sha256=sha256_hex(raw), content=raw, uploaded_by=principal.username))
+    if data.kind == "petition":
+        flag_repeat_petition(session, item, parties)
+    session.flush()
+    _timeline(session, principal, item, "report", before=None, note=None,
+              data={"source": data.source, "grid": item.grid_code})
+    _audit(session, principal, item, "create", create_detail(item))
+    notify(session, unit_code=owner.code, scope_path=owner.path, item_id=item.id, kind="new",
+           message=new_item_message(item))
+    if item.lon is not None and item.category_code:
+        find_duplicates(session, item, now)
+    return Created(item, False)
+
+
+def create_detail(item: WorkItem) -> dict[str, Any]:
+    """The audit detail of a new item."""
+    return {"kind": item.kind, "number": item.number, "category": item.category_code}
+
+
+def new_item_message(item: WorkItem) -> str:
+    """The owner centre's notification of a new item."""
+    return f"新{rules.KIND_LABELS[item.kind]} {item.number}: {item.title}"
+
+
+def prepare_item(session: Session, principal: Principal, data: ItemCreate, now: datetime) -> Prepared:
+    """Check a new item against the catalogue, the grids and the principal's jurisdiction
+    and build it in memory; raise ``Invalid`` listing every field at fault. Writes nothing
+    (an out-of-jurisdiction location records a detached denial)."""
     errors: list[dict[str, Any]] = []
     cats = config.categories(session)
     category = cats.get(data.category) if data.category else None
@@ -204,9 +289,9 @@ def create_item(session: Session, principal: Principal, data: ItemCreate, *, ide
                            "message_en": "The point lies in no grid"})
         else:
             grid_code = found[0].grid
-            loc_unit = units.get(session, found[0].chain[0])
+            loc_unit = unit_of(session, found[0].chain[0])
     elif data.unit:
-        loc_unit = units.get(session, data.unit)
+        loc_unit = unit_of(session, data.unit)
         if loc_unit is None or not loc_unit.is_admin:
             errors.append({"field": "unit", "code": "unknown_unit", "message": "单位代码不存在",
                            "message_en": "Unknown administrative unit"})
@@ -254,46 +339,11 @@ def create_item(session: Session, principal: Principal, data: ItemCreate, *, ide
         unit_code=loc_unit.code, scope_path=loc_unit.path, owner_code=owner.code, owner_path=owner.path,
         reporter_name=data.reporter.name if data.reporter else None, reporter_phone=reporter_phone,
         reporter_id_number=reporter_id, created_by=principal.user_id, created_at=now, updated_at=now,
-        received_at=received, data=_kind_data(data),
+        received_at=received, data=_kind_data(data), sla_state="ok", overdue_steps=0, escalation_level=0,
+        extensions=0, whistle=False, supervised=False, version=1,
     )
     _set_step(session, item, now)
-    for attempt in range(5):
-        try:
-            # The item is added inside the savepoint (begin_nested flushes whatever is pending
-            # first): when an insert fails, rolling back the savepoint drops the item too.
-            with session.begin_nested():
-                session.add(item)
-                session.flush()
-                session.add(IdempotencyKey(principal=principal.username, key=idempotency_key,
-                                           request_hash=req_hash, item_id=item.id))
-                session.flush()
-            break
-        except IntegrityError:
-            # A concurrent request with the same key won: return its item (or 422 for
-            # another body). Otherwise the random number collided: draw another.
-            prior = _replay(session, principal, idempotency_key, req_hash)
-            if prior is not None:
-                return Created(prior, True)
-            if attempt == 4:
-                raise
-            item.number = _new_number(data.kind, now)
-    for p, idn, phone in parties:
-        session.add(Party(item_id=item.id, role=p.role, name=p.name, id_number=idn, phone=phone, address=p.address))
-    for a, raw in files:
-        session.add(Attachment(item_id=item.id, filename=a.filename, content_type=a.content_type, size=len(raw),
-                               sha256=hashlib.sha256(raw).hexdigest(), content=raw, uploaded_by=principal.username))
-    if data.kind == "petition":
-        _flag_repeat_petition(session, item, parties)
-    session.flush()
-    _timeline(session, principal, item, "report", before=None, note=None,
-              data={"source": data.source, "grid": grid_code})
-    _audit(session, principal, item, "create", {"kind": item.kind, "number": item.number,
-                                                "category": item.category_code})
-    notify(session, unit_code=owner.code, scope_path=owner.path, item_id=item.id, kind="new",
-           message=f"新{rules.KIND_LABELS[item.kind]} {item.number}: {item.title}")
-    if item.lon is not None and item.category_code:
-        find_duplicates(session, item, now)
-    return Created(item, False)
+    return Prepared(item, owner, parties, files)
 
 
 def _replay(session: Session, principal: Principal, key: str, req_hash: str) -> WorkItem | None:
@@ -320,7 +370,7 @@ def _kind_data(data: ItemCreate) -> dict[str, Any]:
     return out
 
 
-def _flag_repeat_petition(session: Session, item: WorkItem,
+def flag_repeat_petition(session: Session, item: WorkItem,
                           parties: Sequence[tuple[PartyIn, str | None, str | None]]) -> None:
     """重复信访: the same petitioner (resident ID) on the same matter category within a year."""
     ids = [idn for p, idn, _ in parties if p.role == "petitioner" and idn]
@@ -331,7 +381,7 @@ def _flag_repeat_petition(session: Session, item: WorkItem,
     since = item.received_at - timedelta(days=365)
     stmt = (select(WorkItem.id).join(Party, Party.item_id == WorkItem.id)
             .where(WorkItem.kind == "petition", Party.id_number.in_(ids), WorkItem.received_at >= since,
-                   WorkItem.id != item.id).order_by(WorkItem.received_at).limit(1))
+                   WorkItem.id < item.id).order_by(WorkItem.received_at).limit(1))
     if item.category_code:
         stmt = stmt.where(WorkItem.category_code == item.category_code)
     prior = session.execute(stmt).scalar_one_or_none()
@@ -348,7 +398,7 @@ def find_duplicates(session: Session, item: WorkItem, now: datetime) -> list[Dup
         WorkItem.id != item.id, WorkItem.category_code == item.category_code,
         WorkItem.status.in_(rules.OPEN_STATES), WorkItem.created_at >= now - DUPLICATE_WINDOW,
         WorkItem.lon.between(item.lon - dlon, item.lon + dlon), WorkItem.lat.between(item.lat - dlat, item.lat + dlat),
-    ).limit(50)).all()
+    ).limit(DUPLICATE_LIMIT)).all()
     links = []
     for cid, lon, lat in rows:
         d = haversine_m(item.lon, item.lat, lon, lat)

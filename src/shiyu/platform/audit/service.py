@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import event, insert, select
 from sqlalchemy.orm import Session
 
 from shiyu.config import get_settings
@@ -33,6 +33,8 @@ from shiyu.platform.authz.principal import Principal
 
 GENESIS = "0" * 64
 _PENDING = "audit_pending"
+_ENTRY_COLUMNS = ("seq", "at", "actor_id", "actor", "role", "unit_code", "action", "object_type", "object_id",
+                  "result", "request_id", "scope_path", "detail", "prev_hash", "hash")
 _DETACHED = "audit_detached"
 
 
@@ -166,6 +168,7 @@ def append_entries(session: Session, entries: list[PendingEntry]) -> None:
         head = AuditHead(id=1, last_seq=0, last_hash=GENESIS)
         session.add(head)
     seq, prev = head.last_seq, head.last_hash
+    rows: list[dict[str, Any]] = []
     for e in entries:
         seq += 1
         row = AuditEntry(
@@ -173,9 +176,10 @@ def append_entries(session: Session, entries: list[PendingEntry]) -> None:
             action=e.action, object_type=e.object_type, object_id=e.object_id, result=e.result,
             request_id=e.request_id, scope_path=e.scope_path, detail=e.detail, prev_hash=prev, hash="",
         )
-        row.hash = entry_hash(row, key)
-        prev = row.hash
-        session.add(row)
+        row.hash = prev = entry_hash(row, key)
+        rows.append({c: getattr(row, c) for c in _ENTRY_COLUMNS})
+    # One executemany for the lot (a batch of new items appends hundreds at once).
+    session.execute(insert(AuditEntry.__table__), rows)  # Core: no ORM bookkeeping per row
     head.last_seq, head.last_hash = seq, prev
     session.flush()
 

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import time
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
@@ -92,7 +93,9 @@ def request_id(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
 
-def _principal(request: Request, session: SessionDep) -> Principal:
+def bearer_token(request: Request) -> str:
+    """The request's bearer token (the Authorization header, or the UI's session cookie
+    with its CSRF header on unsafe methods); 401 when there is none."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if not header and request.cookies.get(SESSION_COOKIE):
@@ -101,13 +104,53 @@ def _principal(request: Request, session: SessionDep) -> Principal:
             raise Unauthorized("missing CSRF header for a cookie session", code="unauthorized")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("missing bearer token", code="unauthorized")
-    principal = identity.principal_from_token(session, token.strip(), request_id=request_id(request))
+    return token.strip()
+
+
+def resolve_principal(session: Session, token: str, *, request_id: str | None, path: str) -> Principal:
+    """The principal of a token, read in ``session``; an invalid, expired or revoked token
+    is a 401 with a detached audit entry."""
+    principal = identity.principal_from_token(session, token, request_id=request_id)
     if principal is None:
         audit.record_detached(session, None, "auth.token", result="denied", actor="anonymous",
-                              request_id=request_id(request),
-                              detail={"reason": "invalid or expired token", "path": request.url.path})
+                              request_id=request_id, detail={"reason": "invalid or expired token", "path": path})
         raise Unauthorized("invalid or expired token", code="unauthorized")
     return principal
 
 
+def _principal(request: Request, session: SessionDep) -> Principal:
+    return resolve_principal(session, bearer_token(request), request_id=request_id(request), path=request.url.path)
+
+
 PrincipalDep = Annotated[Principal, Depends(_principal)]
+
+
+#: Tokens seen valid lately, per process: token hash -> when the check expires. Only the
+#: endpoints that check the token again in their own transaction use it (batched intake:
+#: ``items.intake`` re-reads the token and the grants with the batch), to refuse a bad
+#: token before queueing the request.
+_TOKEN_SEEN: dict[str, float] = {}
+TOKEN_SEEN_TTL = 5.0
+
+
+async def checked_token(request: Request, db: Annotated[Database, Depends(get_db)]) -> str:
+    """The bearer token, checked against the database at most every few seconds per
+    process. Callers must check it again where they act on it."""
+    token = bearer_token(request)
+    key = hashlib.sha256(token.encode()).hexdigest()
+    now = time.monotonic()
+    if _TOKEN_SEEN.get(key, 0.0) > now:
+        return token
+
+    def check() -> None:
+        with db.unit_of_work(write=False) as session:
+            resolve_principal(session, token, request_id=request_id(request), path=request.url.path)
+
+    await anyio.to_thread.run_sync(check)
+    if len(_TOKEN_SEEN) > 10_000:
+        _TOKEN_SEEN.clear()
+    _TOKEN_SEEN[key] = now + TOKEN_SEEN_TTL
+    return token
+
+
+CheckedTokenDep = Annotated[str, Depends(checked_token)]
