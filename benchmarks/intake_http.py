@@ -9,11 +9,17 @@ Everything is set up and torn down by the script:
 
 * a fresh PostgreSQL database (``--pg``, default ``postgres@127.0.0.1:5432``, trust auth), migrated and
   seeded with ``shiyu.dbadmin.upgrade``, the small demo city loaded with ``load_city``;
-* the demo grid worker of village 320102001001 logs in once for a bearer token;
-* ``uvicorn shiyu.asgi:app --workers N`` runs as a subprocess for each ``--workers`` value;
+* who reports (``--scope``): by default the city centre's dispatcher ``dispatcher_city`` 市级综治中心,
+  with points all over the city's grids (a flood day's 12345 load comes from everywhere); with
+  ``--scope village`` the grid worker of village 320102001001 inside that village (every report
+  lands in one village, so the duplicate search finds far more candidates);
+* ``uvicorn shiyu.asgi:app --workers N`` runs as a subprocess for each ``--workers`` value, with the
+  scheduler off (``SHIYU_SCHEDULER=false``: every worker would otherwise run the monthly reports and
+  ticks on the same two cores; at this load a deployment runs them from cron with ``shiyu sla tick``
+  and ``shiyu report monthly``);
 * the load generator is ``wrk`` (Debian package ``wrk``) with a generated Lua script: every request
-  has its own ``Idempotency-Key`` and a valid event body (leaf event categories, points inside the
-  village's grids, jittered by up to ~40 m); non-2xx responses are counted in Lua. Without ``wrk`` an
+  has its own ``Idempotency-Key`` and a valid event body (leaf event categories, points inside
+  grids, jittered by up to ~40 m); non-2xx responses are counted in Lua. Without ``wrk`` an
   asyncio + httpx client pinned to one core (``os.sched_setaffinity``) is used instead, and the
   figures say so.
 

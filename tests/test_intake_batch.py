@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -186,7 +187,9 @@ def test_the_batcher_takes_concurrent_requests_in_one_batch(city_db: Database, t
         outs = await asyncio.gather(*(b.submit(req(token, body(*points[i % len(points)]))) for i in range(20)))
         return list(outs), b
 
-    outs, b = asyncio.run(go())
+    # A thread of its own: another test's event loop may be running in this one (Playwright).
+    with ThreadPoolExecutor(1) as pool:
+        outs, b = pool.submit(asyncio.run, go()).result()
     assert [o.status for o in outs] == [201] * 20
     assert b.batches == 1 and b.largest == 20
     assert len({o.item.id for o in outs if o.item}) == 20

@@ -8,7 +8,7 @@ known in every layer.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -470,6 +470,24 @@ def locate_point(session: Session, lon: float, lat: float) -> tuple[LocateResult
             if j >= 0:
                 layers[other] = oidx.locator.codes[j]
     return LocateResult(grid=idx.locator.codes[i], grid_name=name, chain=chain, layers=layers), path
+
+
+def grids_at(session: Session, lons: Sequence[float], lats: Sequence[float]) -> list[tuple[str, str] | None]:
+    """Unified grid 全科网格 of many points at once, unscoped: ``(grid code, code of the
+    grid's unit)`` or None where a point lies in no grid. No other layers (intake needs
+    only this; ``locate_point`` gives the full result of one point)."""
+    import numpy as np
+
+    idx = layer_index(session, rev=revision(session))
+    found = idx.locator.locate_index_many(np.asarray(lons, dtype="float64"), np.asarray(lats, dtype="float64"))
+    out: list[tuple[str, str] | None] = []
+    for i in found.tolist():
+        if i < 0:
+            out.append(None)
+        else:
+            path = idx.meta[i][2]
+            out.append((idx.locator.codes[i], path.rstrip("/").rsplit("/", 1)[-1]))
+    return out
 
 
 def _other_layers(session: Session, rev: int) -> tuple[str, ...]:

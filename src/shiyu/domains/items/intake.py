@@ -36,6 +36,7 @@ from sqlalchemy import bindparam, insert, select, text, tuple_, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from shiyu.domains.geo import service as geo
 from shiyu.domains.items import rules, service
 from shiyu.domains.items.models import Attachment, DuplicateLink, IdempotencyKey, Party, TimelineEntry, WorkItem
 from shiyu.domains.items.notify import notify_many
@@ -183,11 +184,18 @@ def _batch(session: Session, requests: list[IntakeRequest], resolve: ResolvePrin
 
     # 3. Check and build each new item in memory.
     prepared: list[tuple[int, service.Prepared]] = []
+    points = [i for i in todo if requests[i].data.lon is not None and requests[i].data.lat is not None]
+    grids = dict(zip(points, geo.grids_at(session, [requests[i].data.lon for i in points],  # type: ignore[misc]
+                                          [requests[i].data.lat for i in points]), strict=True)) if points else {}
     for i in todo:
         p = who[i]
         assert p is not None
         try:
-            prepared.append((i, service.prepare_item(session, p, requests[i].data, now)))
+            if i in grids:
+                prep = service.prepare_item(session, p, requests[i].data, now, located=grids[i])
+            else:
+                prep = service.prepare_item(session, p, requests[i].data, now)
+            prepared.append((i, prep))
         except DomainError as e:
             outcomes[i].error = e
 

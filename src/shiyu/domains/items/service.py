@@ -261,10 +261,15 @@ def new_item_message(item: WorkItem) -> str:
     return f"新{rules.KIND_LABELS[item.kind]} {item.number}: {item.title}"
 
 
-def prepare_item(session: Session, principal: Principal, data: ItemCreate, now: datetime) -> Prepared:
+_UNLOCATED: Any = object()
+
+
+def prepare_item(session: Session, principal: Principal, data: ItemCreate, now: datetime, *,
+                 located: tuple[str, str] | None = _UNLOCATED) -> Prepared:
     """Check a new item against the catalogue, the grids and the principal's jurisdiction
     and build it in memory; raise ``Invalid`` listing every field at fault. Writes nothing
-    (an out-of-jurisdiction location records a detached denial)."""
+    (an out-of-jurisdiction location records a detached denial). ``located`` is the
+    point's ``geo.grids_at`` result when the caller located many points at once."""
     errors: list[dict[str, Any]] = []
     cats = config.categories(session)
     category = cats.get(data.category) if data.category else None
@@ -283,13 +288,13 @@ def prepare_item(session: Session, principal: Principal, data: ItemCreate, now: 
         errors.append({"field": "lat" if data.lat is None else "lon", "code": "required",
                        "message": "经纬度须同时提供", "message_en": "Give both longitude and latitude"})
     elif data.lon is not None and data.lat is not None:
-        found = geo.locate_point(session, data.lon, data.lat)
+        found = geo.grids_at(session, [data.lon], [data.lat])[0] if located is _UNLOCATED else located
         if found is None:
             errors.append({"field": "lon", "code": "outside_grids", "message": "该位置不在任何网格内",
                            "message_en": "The point lies in no grid"})
         else:
-            grid_code = found[0].grid
-            loc_unit = unit_of(session, found[0].chain[0])
+            grid_code = found[0]
+            loc_unit = unit_of(session, found[1])
     elif data.unit:
         loc_unit = unit_of(session, data.unit)
         if loc_unit is None or not loc_unit.is_admin:

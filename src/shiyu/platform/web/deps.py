@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import time
@@ -131,6 +132,8 @@ PrincipalDep = Annotated[Principal, Depends(_principal)]
 #: token before queueing the request.
 _TOKEN_SEEN: dict[str, float] = {}
 TOKEN_SEEN_TTL = 5.0
+_TOKEN_CHECKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Future[None]]] = (
+    weakref.WeakKeyDictionary())
 
 
 async def checked_token(request: Request, db: Annotated[Database, Depends(get_db)]) -> str:
@@ -146,7 +149,22 @@ async def checked_token(request: Request, db: Annotated[Database, Depends(get_db
         with db.unit_of_work(write=False) as session:
             resolve_principal(session, token, request_id=request_id(request), path=request.url.path)
 
-    await anyio.to_thread.run_sync(check)
+    # Requests arriving together with the same token wait for the check already running;
+    # if it fails, each checks on its own (so each refusal is audited).
+    loop = asyncio.get_running_loop()
+    checks = _TOKEN_CHECKS.setdefault(loop, {})
+    running = checks.get(key)
+    if running is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(running)
+        if _TOKEN_SEEN.get(key, 0.0) > time.monotonic():
+            return token
+    mine = checks[key] = asyncio.ensure_future(anyio.to_thread.run_sync(check))
+    try:
+        await asyncio.shield(mine)
+    finally:
+        if checks.get(key) is mine:
+            del checks[key]
     if len(_TOKEN_SEEN) > 10_000:
         _TOKEN_SEEN.clear()
     _TOKEN_SEEN[key] = now + TOKEN_SEEN_TTL

@@ -4,7 +4,8 @@ FastAPI documents only success and a 422 ``HTTPValidationError`` in ``applicatio
 is an RFC 9457 Problem (``application/problem+json``, see ``problems.py``). ``install`` wraps ``app.openapi``
 so that, once all routes are in, each operation under ``/api/`` gets:
 
-* the ``bearer`` security requirement when it depends on the principal (``deps._principal``), with 401,
+* the ``bearer`` security requirement when it depends on the principal (``deps._principal``) or on
+  a checked token (``deps.checked_token``, batched intake), with 401,
   403 and 404 (out of jurisdiction is 404, never 403);
 * 409 for unsafe methods behind a token (conflicting state), 412 and 428 where ``If-Match`` is taken (stale,
   missing);
@@ -69,12 +70,12 @@ def _api_routes(routes: Sequence[Any]) -> Iterator[tuple[str, set[str], APIRoute
 
 
 def _needs_principal(route: APIRoute) -> bool:
-    from shiyu.platform.web.deps import _principal
+    from shiyu.platform.web.deps import _principal, checked_token
 
     stack = list(route.dependant.dependencies)
     while stack:
         dep = stack.pop()
-        if dep.call is _principal:
+        if dep.call is _principal or dep.call is checked_token:
             return True
         stack.extend(dep.dependencies)
     return False
