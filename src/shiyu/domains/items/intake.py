@@ -246,11 +246,22 @@ def _write(session: Session, requests: list[IntakeRequest], who: list[Principal 
            prepared: list[tuple[int, service.Prepared]], now: datetime) -> None:
     items = [prep.item for _, prep in prepared]
     table = WorkItem.__table__
-    ids = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True),
-                          [_columns(it) for it in items],
-                          execution_options={"insertmanyvalues_page_size": PAGE}).scalars().all()
-    for item, new_id in zip(items, ids, strict=True):
-        item.id = new_id
+    if session.get_bind().dialect.name == "postgresql":
+        # Ids from the sequence first, then a plain executemany (psycopg pipelines one
+        # prepared single-row INSERT). A multi-row INSERT ... RETURNING is one statement of
+        # tens of kilobytes, which psycopg parses again on every execution (it caches only
+        # statements up to 4 kB): 10 ms a page, more than the insert itself.
+        ids = sorted(session.execute(text("SELECT nextval(pg_get_serial_sequence('work_items', 'id')) "
+                                          "FROM generate_series(1, :n)"), {"n": len(items)}).scalars())
+        for item, new_id in zip(items, ids, strict=True):
+            item.id = new_id
+        session.execute(insert(table), [{"id": it.id, **_columns(it)} for it in items])
+    else:
+        ids = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True),
+                              [_columns(it) for it in items],
+                              execution_options={"insertmanyvalues_page_size": PAGE}).scalars().all()
+        for item, new_id in zip(items, ids, strict=True):
+            item.id = new_id
     session.execute(insert(IdempotencyKey.__table__), [
         {"principal": who[i].username, "key": requests[i].idempotency_key,  # type: ignore[union-attr]
          "request_hash": hashes[i], "item_id": prep.item.id, "created_at": now}

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,6 +38,7 @@ from shiyu.domains.items.models import (
 )
 from shiyu.domains.items.notify import notify
 from shiyu.domains.items.schemas import ActionIn, ItemCreate, PartyIn, PersonIn
+from shiyu.kit.db import per_database
 from shiyu.kit.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, PreconditionFailed
 from shiyu.kit.pii import PiiError, validate_mobile, validate_resident_id
 from shiyu.kit.timeutil import utcnow
@@ -137,16 +139,42 @@ def request_hash(data: ItemCreate) -> str:
     return hashlib.sha256(json.dumps(data.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
-def unit_of(session: Session, code: str) -> Unit | None:
-    """``units.get``, remembered for the rest of the unit of work (a batch of new items
-    mostly lies in a handful of units)."""
-    memo: dict[str, Unit | None] = session.info.setdefault("items.units", {})
-    if code not in memo:
-        memo[code] = units.get(session, code)
-    return memo[code]
+_UNIT_TTL = 60.0
 
 
-def _owner_for(session: Session, unit: Unit) -> Unit:
+@dataclass(frozen=True)
+class UnitRef:
+    """What intake needs of a unit, as a plain value (safe to share between sessions)."""
+    code: str
+    path: str
+    kind: str
+    parent_code: str | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.kind != "department"
+
+
+def unit_of(session: Session, code: str) -> UnitRef | None:
+    """A unit for intake, remembered per database for a minute (a flood of new items lies
+    in a few hundred units; a unit's code, kind, parent and path do not change while it has
+    items). Only units found are remembered."""
+    cache: dict[str, tuple[float, UnitRef]] = per_database(session).setdefault("items.units", {})
+    now = time.monotonic()
+    hit = cache.get(code)
+    if hit is not None and now - hit[0] < _UNIT_TTL:
+        return hit[1]
+    unit = units.get(session, code)
+    if unit is None:
+        return None
+    ref = UnitRef(unit.code, unit.path, unit.kind, unit.parent_code)
+    if len(cache) > 100_000:
+        cache.clear()
+    cache[code] = (now, ref)
+    return ref
+
+
+def _owner_for(session: Session, unit: UnitRef) -> UnitRef:
     """The lowest centre that owns an item located in ``unit``: the town 乡镇街道 of a
     village; otherwise the unit itself (小事不出村、大事不出镇)."""
     if unit.kind == "village" and unit.parent_code:
@@ -183,7 +211,7 @@ class Prepared:
     """An item checked and built in memory, not yet written: what ``prepare_item`` hands
     to the writer (one item here, or a whole batch in ``items.intake``)."""
     item: WorkItem
-    owner: Unit
+    owner: UnitRef
     parties: list[tuple[PartyIn, str | None, str | None]]
     files: list[tuple[Any, bytes]]
     party_rows: list[Party] = field(default_factory=list)
@@ -282,7 +310,7 @@ def prepare_item(session: Session, principal: Principal, data: ItemCreate, now: 
     if data.kind == "event" and data.category is None:
         errors.append({"field": "category", "code": "required", "message": "事件须选择分类",
                        "message_en": "An event needs a category"})
-    loc_unit: Unit | None = None
+    loc_unit: UnitRef | None = None
     grid_code = None
     if (data.lon is None) != (data.lat is None):
         errors.append({"field": "lat" if data.lat is None else "lon", "code": "required",
