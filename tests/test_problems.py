@@ -336,6 +336,7 @@ CASES: list[Case] = [
     # --- ops
     Case("GET /healthz", "wrong method", "POST", "/healthz", None, status=405),
     Case("GET /healthz", "trailing junk", "GET", "/healthz/x", None, status=404),
+    Case("GET /livez", "wrong method", "POST", "/livez", None, status=405),
 ]
 
 

@@ -7,6 +7,13 @@ def test_healthz(client):
     assert r.json()["status"] == "ok"
 
 
+def test_livez_answers_without_the_database(client):
+    r = client.get("/livez")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok"}
+    assert "version" not in r.json()  # liveness says nothing about the build
+
+
 def test_openapi(client):
     r = client.get("/openapi.json")
     assert r.status_code == 200

@@ -72,11 +72,15 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(audit_router)
     app.include_router(open311_router)
 
-    @app.get("/healthz", tags=["ops"])
+    @app.get("/healthz", tags=["ops"], summary="Readiness: the server answers and the database too")
     def healthz() -> dict[str, str]:
         with app.state.db.engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
         return {"status": "ok", "version": __version__}
+
+    @app.get("/livez", tags=["ops"], summary="Liveness: the server answers (no database)")
+    async def livez() -> dict[str, str]:
+        return {"status": "ok"}
 
     app.include_router(ui_pages.router)
     app.include_router(items_pages)
@@ -94,7 +98,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
 def _is_page(request: Request) -> bool:
     p = request.url.path
-    return not (p.startswith("/api/") or p.startswith("/open311/") or p in ("/openapi.json", "/healthz"))
+    return not (p.startswith("/api/") or p.startswith("/open311/") or p in ("/openapi.json", "/healthz", "/livez"))
 
 
 def install_ui_errors(app: FastAPI) -> None:
