@@ -31,11 +31,11 @@ demo: install
 
 test: dev
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks tools
 	$(VENV)/bin/pytest
 
 lint: dev
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks tools
 	$(VENV)/bin/lint-imports
 
 # Every script in benchmarks/ takes --json PATH and merges its figures into results.json.
