@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 import os
 import weakref
 from collections import deque
@@ -32,18 +31,18 @@ from datetime import datetime
 from typing import Any
 
 import anyio
-from sqlalchemy import bindparam, insert, select, text, tuple_, update
+from sqlalchemy import insert, select, text, tuple_, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from shiyu.domains.geo import service as geo
-from shiyu.domains.items import rules, service
-from shiyu.domains.items.models import Attachment, DuplicateLink, IdempotencyKey, Party, TimelineEntry, WorkItem
+from shiyu.domains.items import service
+from shiyu.domains.items.models import Attachment, IdempotencyKey, Party, TimelineEntry, WorkItem
 from shiyu.domains.items.notify import notify_many
 from shiyu.domains.items.schemas import ItemCreate, ItemRead
 from shiyu.domains.items.views import item_read
 from shiyu.kit.db import Database
-from shiyu.kit.errors import DomainError, Invalid
+from shiyu.kit.errors import DomainError
 from shiyu.kit.timeutil import utcnow
 from shiyu.platform.audit import service as audit
 from shiyu.platform.audit.guard import check_action
@@ -51,17 +50,10 @@ from shiyu.platform.authz.principal import Principal
 
 #: The most requests one transaction takes in; more wait for the next batch.
 MAX_BATCH = 256
-#: Most candidates read per new item in the duplicate search (the nearest
-#: ``service.DUPLICATE_LIMIT`` within the radius are linked).
-CANDIDATES_READ = 200
 #: Batches one process writes at once: while one waits for the database (its commit's
 #: flush to disk, the audit head lock), the next is being checked.
 WRITERS = int(os.environ.get("SHIYU_INTAKE_WRITERS", "1"))
-#: Multi-row statements go in pages of this many rows, padded where that is harmless, so a
-#: statement's text does not change with the batch size: the driver parses each distinct
-#: text once (psycopg keeps 128 in an LRU), and a 10,000-parameter INSERT costs
-#: 100 ms to parse again.
-PAGE = 32
+PAGE = service.PAGE
 
 
 def _padded(values: list[Any]) -> list[Any]:
@@ -171,7 +163,7 @@ def _batch(session: Session, requests: list[IntakeRequest], resolve: ResolvePrin
         if k in known:
             key_row = known[k]
             if key_row.request_hash != hashes[i]:
-                outcomes[i].error = _mismatch()
+                outcomes[i].error = service.idempotency_mismatch()
             else:
                 item = session.get(WorkItem, key_row.item_id)
                 assert item is not None
@@ -202,7 +194,7 @@ def _batch(session: Session, requests: list[IntakeRequest], resolve: ResolvePrin
     # 4. Write: one INSERT per table for the lot.
     if prepared:
         _write(session, requests, who, hashes, prepared, now)
-        dups = _duplicates(session, [prep.item for _, prep in prepared], now)
+        dups = service.find_duplicates(session, [prep.item for _, prep in prepared], now)
         for i, prep in prepared:
             item, p = prep.item, who[i]
             assert p is not None
@@ -217,14 +209,10 @@ def _batch(session: Session, requests: list[IntakeRequest], resolve: ResolvePrin
         if first.error is not None:
             outcomes[i].error = first.error
         elif hashes[i] != hashes[j]:
-            outcomes[i].error = _mismatch()
+            outcomes[i].error = service.idempotency_mismatch()
         else:
             outcomes[i] = Outcome(200, first.item, first.etag)
     return outcomes
-
-
-def _mismatch() -> DomainError:
-    return Invalid("Idempotency-Key reused with another body", code="idempotency_mismatch", field="Idempotency-Key")
 
 
 def _known_keys(session: Session, keys: list[tuple[str, str | None]]) -> dict[tuple[str, str], IdempotencyKey]:
@@ -253,15 +241,13 @@ def _write(session: Session, requests: list[IntakeRequest], who: list[Principal 
         # statements up to 4 kB): 10 ms a page, more than the insert itself.
         ids = sorted(session.execute(text("SELECT nextval(pg_get_serial_sequence('work_items', 'id')) "
                                           "FROM generate_series(1, :n)"), {"n": len(items)}).scalars())
-        for item, new_id in zip(items, ids, strict=True):
-            item.id = new_id
-        session.execute(insert(table), [{"id": it.id, **_columns(it)} for it in items])
+        session.execute(insert(table), [{"id": new_id, **_columns(it)} for it, new_id in zip(items, ids, strict=True)])
     else:
         ids = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True),
                               [_columns(it) for it in items],
                               execution_options={"insertmanyvalues_page_size": PAGE}).scalars().all()
-        for item, new_id in zip(items, ids, strict=True):
-            item.id = new_id
+    for item, new_id in zip(items, ids, strict=True):
+        item.id = new_id
     session.execute(insert(IdempotencyKey.__table__), [
         {"principal": who[i].username, "key": requests[i].idempotency_key,  # type: ignore[union-attr]
          "request_hash": hashes[i], "item_id": prep.item.id, "created_at": now}
@@ -293,65 +279,6 @@ def _write(session: Session, requests: list[IntakeRequest], who: list[Principal 
                       "kind": "new", "message": service.new_item_message(item), "created_at": now})
     session.execute(insert(TimelineEntry.__table__), timeline)
     notify_many(session, notes)
-
-
-def _duplicates(session: Session, items: list[WorkItem], now: datetime) -> dict[int, list[dict[str, Any]]]:
-    """并单 candidates of the new items, found with one query: open items of the same
-    category within the radius and the time window, older than the new item (so two
-    reports in one batch link the later to the earlier, as one at a time would).
-
-    The new items' search boxes go in as a ``VALUES`` list joined to ``work_items``
-    (each box uses the category/created index); the query text depends only on the
-    batch size, so both SQLAlchemy and the driver reuse it."""
-    located = [it for it in items if it.lon is not None and it.lat is not None and it.category_code]
-    if not located:
-        return {}
-    dlat = service.DUPLICATE_RADIUS_M / 111_000
-    params: dict[str, Any] = {"since": now - service.DUPLICATE_WINDOW}
-    rows_sql = []
-    for n in range(len(located) + (-len(located) % PAGE)):
-        rows_sql.append(f"(:n{n}, :c{n}, :x{n}, :X{n}, :y{n}, :Y{n})")
-        if n >= len(located):  # padding: a box that matches nothing (no id is below 0)
-            params.update({f"n{n}": 0, f"c{n}": "", f"x{n}": 0.0, f"X{n}": 0.0, f"y{n}": 0.0, f"Y{n}": 0.0})
-            continue
-        it = located[n]
-        assert it.lon is not None and it.lat is not None
-        dlon = dlat / max(math.cos(math.radians(it.lat)), 0.1)
-        params.update({f"n{n}": it.id, f"c{n}": it.category_code, f"x{n}": it.lon - dlon, f"X{n}": it.lon + dlon,
-                       f"y{n}": it.lat - dlat, f"Y{n}": it.lat + dlat})
-    states = ", ".join(f"'{st}'" for st in sorted(rules.OPEN_STATES))  # constants of our own
-    values = f"WITH v(nid, cat, x0, x1, y0, y1) AS (VALUES {', '.join(rows_sql)}) "
-    cols = "v.nid, w.id, w.lon, w.lat, w.number, w.title, w.status, w.scope_path "
-    box = ("w.category_code = v.cat AND w.lon BETWEEN v.x0 AND v.x1 AND w.lat BETWEEN v.y0 AND v.y1 "
-           f"AND w.id < v.nid AND w.status IN ({states}) AND w.created_at >= :since")
-    if session.get_bind().dialect.name == "postgresql":
-        # LATERAL: one probe of the (category, lon, lat) index per box. As a plain join
-        # PostgreSQL hashes the VALUES list and scans every recent item instead.
-        sql = (values + f"SELECT {cols}FROM v CROSS JOIN LATERAL (SELECT * FROM work_items w WHERE {box} "
-               f"LIMIT {CANDIDATES_READ}) w")
-    else:  # SQLite loops over the VALUES rows and probes the index by itself
-        sql = values + f"SELECT {cols}FROM v JOIN work_items w ON {box}"
-    stmt = text(sql).bindparams(bindparam("since", type_=WorkItem.__table__.c.created_at.type))
-    by_item = {it.id: it for it in located}
-    near: dict[int, list[tuple[float, Any]]] = {}
-    for r in session.execute(stmt, params):
-        it = by_item[r.nid]
-        assert it.lon is not None and it.lat is not None
-        d = service.haversine_m(it.lon, it.lat, r.lon, r.lat)
-        if d <= service.DUPLICATE_RADIUS_M:
-            near.setdefault(it.id, []).append((d, r))
-    found: dict[int, list[dict[str, Any]]] = {}
-    links = []
-    for item_id, cands in near.items():
-        cands.sort(key=lambda dr: (dr[0], dr[1].id))
-        for d, r in cands[:service.DUPLICATE_LIMIT]:
-            links.append({"item_id": item_id, "candidate_id": r.id, "distance_m": round(d, 1), "state": "pending"})
-            found.setdefault(item_id, []).append({"item_id": r.id, "number": r.number, "title": r.title,
-                                                  "status": r.status, "distance_m": round(d, 1),
-                                                  "scope_path": r.scope_path})
-    if links:
-        session.execute(insert(DuplicateLink.__table__), links)
-    return found
 
 
 # --------------------------------------------------------------------------- the queue

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -61,6 +61,14 @@ MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
 DUPLICATE_RADIUS_M = 150.0
 DUPLICATE_WINDOW = timedelta(hours=72)
 DUPLICATE_LIMIT = 50
+#: Most candidates read per new item in the duplicate search on PostgreSQL (the nearest
+#: ``DUPLICATE_LIMIT`` within the radius are linked).
+CANDIDATES_READ = 200
+#: Multi-row statements go in pages of this many rows, padded where that is harmless, so a
+#: statement's text does not change with the batch size: psycopg parses each distinct text
+#: once (an LRU of 128, and only texts up to 4 kB), and parsing a statement of thousands of
+#: parameters again costs tens of milliseconds.
+PAGE = 32
 DUE_SOON = timedelta(hours=4)
 
 
@@ -274,8 +282,7 @@ def create_item(session: Session, principal: Principal, data: ItemCreate, *, ide
     _audit(session, principal, item, "create", create_detail(item))
     notify(session, unit_code=owner.code, scope_path=owner.path, item_id=item.id, kind="new",
            message=new_item_message(item))
-    if item.lon is not None and item.category_code:
-        find_duplicates(session, item, now)
+    find_duplicates(session, [item], now)
     return Created(item, False)
 
 
@@ -379,14 +386,17 @@ def prepare_item(session: Session, principal: Principal, data: ItemCreate, now: 
     return Prepared(item, owner, parties, files)
 
 
+def idempotency_mismatch() -> Invalid:
+    return Invalid("Idempotency-Key reused with another body", code="idempotency_mismatch", field="Idempotency-Key")
+
+
 def _replay(session: Session, principal: Principal, key: str, req_hash: str) -> WorkItem | None:
     row = session.execute(select(IdempotencyKey).where(IdempotencyKey.principal == principal.username,
                                                        IdempotencyKey.key == key)).scalar_one_or_none()
     if row is None:
         return None
     if row.request_hash != req_hash:
-        raise Invalid("Idempotency-Key reused with another body", code="idempotency_mismatch",
-                      field="Idempotency-Key")
+        raise idempotency_mismatch()
     item = session.get(WorkItem, row.item_id)
     assert item is not None
     return item
@@ -422,24 +432,65 @@ def flag_repeat_petition(session: Session, item: WorkItem,
         item.repeat_of = prior
 
 
-def find_duplicates(session: Session, item: WorkItem, now: datetime) -> list[DuplicateLink]:
-    """并单 candidates: open items of the same category within the radius and time window."""
-    assert item.lon is not None and item.lat is not None
+def find_duplicates(session: Session, items: list[WorkItem], now: datetime) -> dict[int, list[dict[str, Any]]]:
+    """并单 candidates of new items (one, or a batch of intake), found and linked with one
+    query: open items of the same category within the radius and the time window, older
+    than the new item (so two reports in one batch link the later to the earlier, as one
+    at a time would); the nearest ``DUPLICATE_LIMIT`` of each are linked. Returns, per new
+    item, its candidates as the item view shows them, with their ``scope_path``.
+
+    The new items' search boxes go in as a ``VALUES`` list joined to ``work_items`` (each
+    box probes the (category, lon, lat) index), padded to a multiple of ``PAGE`` rows so
+    the query text changes little with the batch size."""
+    located = [it for it in items if it.lon is not None and it.lat is not None and it.category_code]
+    if not located:
+        return {}
     dlat = DUPLICATE_RADIUS_M / 111_000
-    dlon = dlat / max(math.cos(math.radians(item.lat)), 0.1)
-    rows = session.execute(select(WorkItem.id, WorkItem.lon, WorkItem.lat).where(
-        WorkItem.id != item.id, WorkItem.category_code == item.category_code,
-        WorkItem.status.in_(rules.OPEN_STATES), WorkItem.created_at >= now - DUPLICATE_WINDOW,
-        WorkItem.lon.between(item.lon - dlon, item.lon + dlon), WorkItem.lat.between(item.lat - dlat, item.lat + dlat),
-    ).limit(DUPLICATE_LIMIT)).all()
-    links = []
-    for cid, lon, lat in rows:
-        d = haversine_m(item.lon, item.lat, lon, lat)
+    params: dict[str, Any] = {"since": now - DUPLICATE_WINDOW}
+    rows_sql = []
+    for n in range(len(located) + (-len(located) % PAGE)):
+        rows_sql.append(f"(:n{n}, :c{n}, :x{n}, :X{n}, :y{n}, :Y{n})")
+        if n >= len(located):  # padding: a box that matches nothing (no id is below 0)
+            params.update({f"n{n}": 0, f"c{n}": "", f"x{n}": 0.0, f"X{n}": 0.0, f"y{n}": 0.0, f"Y{n}": 0.0})
+            continue
+        it = located[n]
+        assert it.lon is not None and it.lat is not None
+        dlon = dlat / max(math.cos(math.radians(it.lat)), 0.1)
+        params.update({f"n{n}": it.id, f"c{n}": it.category_code, f"x{n}": it.lon - dlon, f"X{n}": it.lon + dlon,
+                       f"y{n}": it.lat - dlat, f"Y{n}": it.lat + dlat})
+    states = ", ".join(f"'{st}'" for st in sorted(rules.OPEN_STATES))  # constants of our own
+    values = f"WITH v(nid, cat, x0, x1, y0, y1) AS (VALUES {', '.join(rows_sql)}) "
+    cols = "v.nid, w.id, w.lon, w.lat, w.number, w.title, w.status, w.scope_path "
+    box = ("w.category_code = v.cat AND w.lon BETWEEN v.x0 AND v.x1 AND w.lat BETWEEN v.y0 AND v.y1 "
+           f"AND w.id < v.nid AND w.status IN ({states}) AND w.created_at >= :since")
+    if session.get_bind().dialect.name == "postgresql":
+        # LATERAL: one probe of the (category, lon, lat) index per box. As a plain join
+        # PostgreSQL hashes the VALUES list and scans every recent item instead.
+        sql = (values + f"SELECT {cols}FROM v CROSS JOIN LATERAL (SELECT * FROM work_items w WHERE {box} "
+               f"LIMIT {CANDIDATES_READ}) w")
+    else:  # SQLite loops over the VALUES rows and probes the index by itself
+        sql = values + f"SELECT {cols}FROM v JOIN work_items w ON {box}"
+    stmt = text(sql).bindparams(bindparam("since", type_=WorkItem.__table__.c.created_at.type))
+    by_item = {it.id: it for it in located}
+    near: dict[int, list[tuple[float, Any]]] = {}
+    for r in session.execute(stmt, params):
+        it = by_item[r.nid]
+        assert it.lon is not None and it.lat is not None
+        d = haversine_m(it.lon, it.lat, r.lon, r.lat)
         if d <= DUPLICATE_RADIUS_M:
-            link = DuplicateLink(item_id=item.id, candidate_id=cid, distance_m=round(d, 1))
-            session.add(link)
-            links.append(link)
-    return links
+            near.setdefault(it.id, []).append((d, r))
+    found: dict[int, list[dict[str, Any]]] = {}
+    links = []
+    for item_id, cands in near.items():
+        cands.sort(key=lambda dr: (dr[0], dr[1].id))
+        for d, r in cands[:DUPLICATE_LIMIT]:
+            links.append({"item_id": item_id, "candidate_id": r.id, "distance_m": round(d, 1), "state": "pending"})
+            found.setdefault(item_id, []).append({"item_id": r.id, "number": r.number, "title": r.title,
+                                                  "status": r.status, "distance_m": round(d, 1),
+                                                  "scope_path": r.scope_path})
+    if links:
+        session.execute(insert(DuplicateLink.__table__), links)
+    return found
 
 
 # --------------------------------------------------------------------------- deadlines
