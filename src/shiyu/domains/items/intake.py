@@ -41,7 +41,7 @@ from shiyu.domains.items.models import Attachment, IdempotencyKey, Party, Timeli
 from shiyu.domains.items.notify import notify_many
 from shiyu.domains.items.schemas import ItemCreate, ItemRead
 from shiyu.domains.items.views import item_read
-from shiyu.kit.db import Database
+from shiyu.kit.db import Database, insert_rows
 from shiyu.kit.errors import DomainError
 from shiyu.kit.timeutil import utcnow
 from shiyu.platform.audit import service as audit
@@ -215,13 +215,26 @@ def _batch(session: Session, requests: list[IntakeRequest], resolve: ResolvePrin
     return outcomes
 
 
+#: PostgreSQL: the (principal, key) pairs as two arrays joined to the unique index, one
+#: statement text for any batch size. (A row-value ``IN`` list of padded pairs, prepared,
+#: got a generic plan that scanned the whole table.)
+_KNOWN_KEYS_PG = (select(IdempotencyKey)
+                  .from_statement(text(
+                      "SELECT k.* FROM unnest(CAST(:principals AS TEXT[]), CAST(:keys AS TEXT[])) AS v(principal, key) "
+                      "JOIN idempotency_keys k ON k.principal = v.principal AND k.key = v.key")))
+
+
 def _known_keys(session: Session, keys: list[tuple[str, str | None]]) -> dict[tuple[str, str], IdempotencyKey]:
     if not keys:
         return {}
-    # (principal, key) pairs, not two IN lists: each pair is one probe of the unique index.
-    pairs = _padded(sorted({(u, str(k)) for u, k in keys}))
-    rows = session.execute(select(IdempotencyKey).where(
-        tuple_(IdempotencyKey.principal, IdempotencyKey.key).in_(pairs))).scalars()
+    pairs = sorted({(u, str(k)) for u, k in keys})
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.execute(_KNOWN_KEYS_PG, {"principals": [u for u, _ in pairs],
+                                                "keys": [k for _, k in pairs]}).scalars()
+    else:
+        # (principal, key) pairs, not two IN lists: each pair is one probe of the unique index.
+        rows = session.execute(select(IdempotencyKey).where(
+            tuple_(IdempotencyKey.principal, IdempotencyKey.key).in_(_padded(pairs)))).scalars()
     return {(r.principal, r.key): r for r in rows}
 
 
@@ -235,20 +248,20 @@ def _write(session: Session, requests: list[IntakeRequest], who: list[Principal 
     items = [prep.item for _, prep in prepared]
     table = WorkItem.__table__
     if session.get_bind().dialect.name == "postgresql":
-        # Ids from the sequence first, then a plain executemany (psycopg pipelines one
-        # prepared single-row INSERT). A multi-row INSERT ... RETURNING is one statement of
-        # tens of kilobytes, which psycopg parses again on every execution (it caches only
-        # statements up to 4 kB): 10 ms a page, more than the insert itself.
+        # Ids from the sequence first, then the rows as arrays (``insert_rows``). A
+        # multi-row INSERT ... RETURNING is one statement of tens of kilobytes, which
+        # psycopg parses again on every execution (it caches only statements up to 4 kB):
+        # 10 ms a page, more than the insert itself.
         ids = sorted(session.execute(text("SELECT nextval(pg_get_serial_sequence('work_items', 'id')) "
                                           "FROM generate_series(1, :n)"), {"n": len(items)}).scalars())
-        session.execute(insert(table), [{"id": new_id, **_columns(it)} for it, new_id in zip(items, ids, strict=True)])
+        insert_rows(session, table, [{"id": new_id, **_columns(it)} for it, new_id in zip(items, ids, strict=True)])
     else:
         ids = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True),
                               [_columns(it) for it in items],
                               execution_options={"insertmanyvalues_page_size": PAGE}).scalars().all()
     for item, new_id in zip(items, ids, strict=True):
         item.id = new_id
-    session.execute(insert(IdempotencyKey.__table__), [
+    insert_rows(session, IdempotencyKey.__table__, [
         {"principal": who[i].username, "key": requests[i].idempotency_key,  # type: ignore[union-attr]
          "request_hash": hashes[i], "item_id": prep.item.id, "created_at": now}
         for i, prep in prepared])
@@ -277,7 +290,7 @@ def _write(session: Session, requests: list[IntakeRequest], who: list[Principal 
                      scope_path=item.scope_path, detail=service.create_detail(item))
         notes.append({"unit_code": prep.owner.code, "scope_path": prep.owner.path, "item_id": item.id,
                       "kind": "new", "message": service.new_item_message(item), "created_at": now})
-    session.execute(insert(TimelineEntry.__table__), timeline)
+    insert_rows(session, TimelineEntry.__table__, timeline)
     notify_many(session, notes)
 
 

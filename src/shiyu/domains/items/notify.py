@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from shiyu.domains.items.models import Notification
+from shiyu.kit.db import insert_rows
 
 log = logging.getLogger("shiyu.notify")
 
@@ -67,7 +67,7 @@ def notify_many(session: Session, notes: list[dict[str, object]]) -> None:
     if not notes:
         return
     rows = [{**n, "message": str(n["message"])[:500]} for n in notes]
-    session.execute(insert(Notification.__table__), rows)
+    insert_rows(session, Notification.__table__, rows)
     for row in rows:
         if row["kind"] in URGENT_KINDS:
             note = Notification(**row)

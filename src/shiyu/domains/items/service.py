@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, text
+from sqlalchemy import Select, and_, bindparam, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,7 +38,7 @@ from shiyu.domains.items.models import (
 )
 from shiyu.domains.items.notify import notify
 from shiyu.domains.items.schemas import ActionIn, ItemCreate, PartyIn, PersonIn
-from shiyu.kit.db import per_database
+from shiyu.kit.db import insert_rows, per_database
 from shiyu.kit.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, PreconditionFailed
 from shiyu.kit.pii import PiiError, validate_mobile, validate_resident_id
 from shiyu.kit.timeutil import utcnow
@@ -432,6 +432,21 @@ def flag_repeat_petition(session: Session, item: WorkItem,
         item.repeat_of = prior
 
 
+_DUPLICATE_COLUMNS = "v.nid, w.id, w.lon, w.lat, w.number, w.title, w.status, w.scope_path"
+_DUPLICATE_BOX = ("w.category_code = v.cat AND w.lon BETWEEN v.x0 AND v.x1 AND w.lat BETWEEN v.y0 AND v.y1 "
+                  "AND w.id < v.nid AND w.status IN ({}) AND w.created_at >= :since").format(
+    ", ".join(f"'{st}'" for st in sorted(rules.OPEN_STATES)))  # constants of our own
+#: PostgreSQL: the boxes come in as arrays, and LATERAL makes one probe of the (category,
+#: lon, lat) index per box (as a plain join PostgreSQL hashes the boxes and scans every
+#: recent item instead).
+_DUPLICATES_PG = text(
+    "WITH v AS (SELECT * FROM unnest(CAST(:nid AS BIGINT[]), CAST(:cat AS TEXT[]), CAST(:x0 AS FLOAT8[]), "
+    "CAST(:x1 AS FLOAT8[]), CAST(:y0 AS FLOAT8[]), CAST(:y1 AS FLOAT8[])) AS v(nid, cat, x0, x1, y0, y1)) "
+    f"SELECT {_DUPLICATE_COLUMNS} FROM v CROSS JOIN LATERAL (SELECT * FROM work_items w WHERE {_DUPLICATE_BOX} "
+    f"LIMIT {CANDIDATES_READ}) w"
+).bindparams(bindparam("since", type_=WorkItem.__table__.c.created_at.type))
+
+
 def find_duplicates(session: Session, items: list[WorkItem], now: datetime) -> dict[int, list[dict[str, Any]]]:
     """并单 candidates of new items (one, or a batch of intake), found and linked with one
     query: open items of the same category within the radius and the time window, older
@@ -439,41 +454,40 @@ def find_duplicates(session: Session, items: list[WorkItem], now: datetime) -> d
     at a time would); the nearest ``DUPLICATE_LIMIT`` of each are linked. Returns, per new
     item, its candidates as the item view shows them, with their ``scope_path``.
 
-    The new items' search boxes go in as a ``VALUES`` list joined to ``work_items`` (each
-    box probes the (category, lon, lat) index), padded to a multiple of ``PAGE`` rows so
-    the query text changes little with the batch size."""
+    The new items' search boxes are joined to ``work_items``, each box probing the
+    (category, lon, lat) index: on PostgreSQL as arrays (``_DUPLICATES_PG``), elsewhere as
+    a ``VALUES`` list."""
     located = [it for it in items if it.lon is not None and it.lat is not None and it.category_code]
     if not located:
         return {}
     dlat = DUPLICATE_RADIUS_M / 111_000
-    params: dict[str, Any] = {"since": now - DUPLICATE_WINDOW}
-    rows_sql = []
-    for n in range(len(located) + (-len(located) % PAGE)):
-        rows_sql.append(f"(:n{n}, :c{n}, :x{n}, :X{n}, :y{n}, :Y{n})")
-        if n >= len(located):  # padding: a box that matches nothing (no id is below 0)
-            params.update({f"n{n}": 0, f"c{n}": "", f"x{n}": 0.0, f"X{n}": 0.0, f"y{n}": 0.0, f"Y{n}": 0.0})
-            continue
-        it = located[n]
+    boxes = []
+    for it in located:
         assert it.lon is not None and it.lat is not None
         dlon = dlat / max(math.cos(math.radians(it.lat)), 0.1)
-        params.update({f"n{n}": it.id, f"c{n}": it.category_code, f"x{n}": it.lon - dlon, f"X{n}": it.lon + dlon,
-                       f"y{n}": it.lat - dlat, f"Y{n}": it.lat + dlat})
-    states = ", ".join(f"'{st}'" for st in sorted(rules.OPEN_STATES))  # constants of our own
-    values = f"WITH v(nid, cat, x0, x1, y0, y1) AS (VALUES {', '.join(rows_sql)}) "
-    cols = "v.nid, w.id, w.lon, w.lat, w.number, w.title, w.status, w.scope_path "
-    box = ("w.category_code = v.cat AND w.lon BETWEEN v.x0 AND v.x1 AND w.lat BETWEEN v.y0 AND v.y1 "
-           f"AND w.id < v.nid AND w.status IN ({states}) AND w.created_at >= :since")
+        boxes.append((it.id, it.category_code, it.lon - dlon, it.lon + dlon, it.lat - dlat, it.lat + dlat))
+    since = now - DUPLICATE_WINDOW
     if session.get_bind().dialect.name == "postgresql":
-        # LATERAL: one probe of the (category, lon, lat) index per box. As a plain join
-        # PostgreSQL hashes the VALUES list and scans every recent item instead.
-        sql = (values + f"SELECT {cols}FROM v CROSS JOIN LATERAL (SELECT * FROM work_items w WHERE {box} "
-               f"LIMIT {CANDIDATES_READ}) w")
-    else:  # SQLite loops over the VALUES rows and probes the index by itself
-        sql = values + f"SELECT {cols}FROM v JOIN work_items w ON {box}"
-    stmt = text(sql).bindparams(bindparam("since", type_=WorkItem.__table__.c.created_at.type))
+        # The boxes as one array per column: the statement is the same for any batch size.
+        columns = list(zip(*boxes, strict=True))
+        rows = session.execute(_DUPLICATES_PG, {"since": since, "nid": list(columns[0]), "cat": list(columns[1]),
+                                                "x0": list(columns[2]), "x1": list(columns[3]),
+                                                "y0": list(columns[4]), "y1": list(columns[5])})
+    else:
+        # SQLite: a VALUES list, padded to a multiple of PAGE rows so the query text
+        # changes little with the batch size (a box that matches nothing: no id is below 0).
+        boxes += [(0, "", 0.0, 0.0, 0.0, 0.0)] * (-len(boxes) % PAGE)
+        params: dict[str, Any] = {"since": since}
+        for n, box in enumerate(boxes):
+            params.update(zip((f"n{n}", f"c{n}", f"x{n}", f"X{n}", f"y{n}", f"Y{n}"), box, strict=True))
+        values = ", ".join(f"(:n{n}, :c{n}, :x{n}, :X{n}, :y{n}, :Y{n})" for n in range(len(boxes)))
+        sql = (f"WITH v(nid, cat, x0, x1, y0, y1) AS (VALUES {values}) "
+               f"SELECT {_DUPLICATE_COLUMNS} FROM v JOIN work_items w ON {_DUPLICATE_BOX}")
+        rows = session.execute(text(sql).bindparams(bindparam("since", type_=WorkItem.__table__.c.created_at.type)),
+                               params)
     by_item = {it.id: it for it in located}
     near: dict[int, list[tuple[float, Any]]] = {}
-    for r in session.execute(stmt, params):
+    for r in rows:
         it = by_item[r.nid]
         assert it.lon is not None and it.lat is not None
         d = haversine_m(it.lon, it.lat, r.lon, r.lat)
@@ -489,7 +503,7 @@ def find_duplicates(session: Session, items: list[WorkItem], now: datetime) -> d
                                                   "status": r.status, "distance_m": round(d, 1),
                                                   "scope_path": r.scope_path})
     if links:
-        session.execute(insert(DuplicateLink.__table__), links)
+        insert_rows(session, DuplicateLink.__table__, links)
     return found
 
 

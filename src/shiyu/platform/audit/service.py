@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, insert, select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from shiyu.config import get_settings
-from shiyu.kit.db import Database, after_unit
+from shiyu.kit.db import Database, after_unit, insert_rows
 from shiyu.kit.pii import scrub_text
 from shiyu.kit.timeutil import iso, utcnow
 from shiyu.platform.audit.models import AuditEntry, AuditHead
@@ -179,7 +179,7 @@ def append_entries(session: Session, entries: list[PendingEntry]) -> None:
         row.hash = prev = entry_hash(row, key)
         rows.append({c: getattr(row, c) for c in _ENTRY_COLUMNS})
     # One executemany for the lot (a batch of new items appends hundreds at once).
-    session.execute(insert(AuditEntry.__table__), rows)  # Core: no ORM bookkeeping per row
+    insert_rows(session, AuditEntry.__table__, rows)  # no ORM bookkeeping per row
     head.last_seq, head.last_hash = seq, prev
     session.flush()
 
