@@ -15,6 +15,7 @@ from shiyu.domains.geo.api import router as geo_router
 from shiyu.domains.items.admin_api import router as catalogue_router
 from shiyu.domains.items.admin_pages import router as items_admin_pages
 from shiyu.domains.items.api import router as items_router
+from shiyu.domains.items.edge import IntakeEdge
 from shiyu.domains.items.pages import router as items_pages
 from shiyu.domains.open311.api import router as open311_router
 from shiyu.domains.open311.pages import router as open311_pages
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     install_ui_errors(app)
 
+    app.add_middleware(IntakeEdge)  # innermost: inside the request id and the body limit
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -53,6 +53,9 @@ from shiyu.platform.units.rules import LEVEL, check_unit_code, child_path
 # --------------------------------------------------------------------------- revision
 
 
+_REVISION = select(GeoRevision.revision).where(GeoRevision.id == 1)
+
+
 def revision(session: Session) -> int:
     """The geography revision, read once per transaction (a batch of new items locates
     hundreds of points in one)."""
@@ -60,8 +63,7 @@ def revision(session: Session) -> int:
     memo = session.info.get("geo.revision")
     if tx is not None and memo is not None and memo[0] is tx:
         return int(memo[1])
-    row = session.get(GeoRevision, 1)
-    rev = row.revision if row else 0
+    rev = session.execute(_REVISION).scalar() or 0
     if tx is not None:
         session.info["geo.revision"] = (tx, rev)
     return rev

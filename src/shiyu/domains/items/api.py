@@ -96,7 +96,7 @@ async def create_item(
     token: CheckedTokenDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)] = None,
 ) -> Response:
-    out = await intake.batcher(get_db(request), _resolve).submit(
+    out = await intake.batcher(get_db(request), resolve_token).submit(
         intake.IntakeRequest(token=token, data=body, idempotency_key=idempotency_key,
                              request_id=request_id(request), path=request.url.path))
     if out.error is not None:
@@ -106,7 +106,8 @@ async def create_item(
                     headers={"ETag": out.etag, "Location": f"/api/v1/items/{out.item.id}"})
 
 
-def _resolve(session: Any, token: str, rid: str | None, path: str) -> Any:
+def resolve_token(session: Any, token: str, rid: str | None, path: str) -> Any:
+    """The batch's principal lookup (``intake.ResolvePrincipal``)."""
     return resolve_principal(session, token, request_id=rid, path=path)
 
 

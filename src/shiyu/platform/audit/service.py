@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import bindparam, event, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from shiyu.config import get_settings
 from shiyu.kit.db import Database, after_unit, insert_rows
@@ -33,8 +34,6 @@ from shiyu.platform.authz.principal import Principal
 
 GENESIS = "0" * 64
 _PENDING = "audit_pending"
-_ENTRY_COLUMNS = ("seq", "at", "actor_id", "actor", "role", "unit_code", "action", "object_type", "object_id",
-                  "result", "request_id", "scope_path", "detail", "prev_hash", "hash")
 _DETACHED = "audit_detached"
 
 
@@ -156,59 +155,63 @@ def take_detached(session: Session) -> list[PendingEntry]:
     return session.info.pop(_DETACHED, [])
 
 
+_HEAD_FOR_UPDATE = select(AuditHead.last_seq, AuditHead.last_hash).where(AuditHead.id == 1).with_for_update()
+_HEAD_SET = (update(AuditHead).where(AuditHead.id == 1)
+             .values(last_seq=bindparam("seq"), last_hash=bindparam("hash")))
+
+
 def append_entries(session: Session, entries: list[PendingEntry]) -> None:
-    """Append entries to the chain under the head lock (call inside a write transaction)."""
+    """Append entries to the chain under the head lock (call inside a write transaction).
+    Core statements built once: this runs in every write transaction."""
     if not entries:
         return
     key = get_settings().audit_key.encode()
-    head = session.execute(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update()
-    ).scalar_one_or_none()
+    head = session.execute(_HEAD_FOR_UPDATE).first()
     if head is None:
-        head = AuditHead(id=1, last_seq=0, last_hash=GENESIS)
-        session.add(head)
-    seq, prev = head.last_seq, head.last_hash
+        session.execute(insert(AuditHead).values(id=1, last_seq=0, last_hash=GENESIS))
+        seq, prev = 0, GENESIS
+    else:
+        seq, prev = head
     rows: list[dict[str, Any]] = []
     for e in entries:
         seq += 1
-        row = AuditEntry(
-            seq=seq, at=e.at, actor_id=e.actor_id, actor=e.actor, role=e.role, unit_code=e.unit_code,
-            action=e.action, object_type=e.object_type, object_id=e.object_id, result=e.result,
-            request_id=e.request_id, scope_path=e.scope_path, detail=e.detail, prev_hash=prev, hash="",
-        )
-        row.hash = prev = entry_hash(row, key)
-        rows.append({c: getattr(row, c) for c in _ENTRY_COLUMNS})
-    # One executemany for the lot (a batch of new items appends hundreds at once).
+        row = {"seq": seq, "at": e.at, "actor_id": e.actor_id, "actor": e.actor, "role": e.role,
+               "unit_code": e.unit_code, "action": e.action, "object_type": e.object_type,
+               "object_id": e.object_id, "result": e.result, "request_id": e.request_id,
+               "scope_path": e.scope_path, "detail": e.detail, "prev_hash": prev}
+        row["hash"] = prev = _digest(_canonical_values(row), key)
+        rows.append(row)
+    # One statement for the lot (a batch of new items appends hundreds at once).
     insert_rows(session, AuditEntry.__table__, rows)  # no ORM bookkeeping per row
-    head.last_seq, head.last_hash = seq, prev
-    session.flush()
+    session.execute(_HEAD_SET, {"seq": seq, "hash": prev})
+    loaded = session.identity_map.get(identity_key(AuditHead, 1))
+    if loaded is not None:  # an AuditHead read earlier in this session is stale now
+        session.expire(loaded)
 
 
-def canonical(row: AuditEntry) -> bytes:
-    payload = {
-        "seq": row.seq,
-        "at": iso(row.at),
-        "actor_id": row.actor_id,
-        "actor": row.actor,
-        "role": row.role,
-        "unit_code": row.unit_code,
-        "action": row.action,
-        "object_type": row.object_type,
-        "object_id": row.object_id,
-        "result": row.result,
-        "request_id": row.request_id,
-        "scope_path": row.scope_path,
-        "detail": row.detail or {},
-        "prev_hash": row.prev_hash,
-    }
+_CANONICAL = ("seq", "at", "actor_id", "actor", "role", "unit_code", "action", "object_type", "object_id",
+              "result", "request_id", "scope_path", "detail", "prev_hash")
+
+
+def _canonical_values(values: dict[str, Any]) -> bytes:
+    payload = {k: values[k] for k in _CANONICAL}
+    payload["at"] = iso(values["at"])
+    payload["detail"] = values["detail"] or {}
     return json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def entry_hash(row: AuditEntry, key: bytes = b"") -> str:
-    data = canonical(row)
+def canonical(row: AuditEntry) -> bytes:
+    return _canonical_values({k: getattr(row, k) for k in _CANONICAL})
+
+
+def _digest(data: bytes, key: bytes) -> str:
     if key:
         return hmac.new(key, data, hashlib.sha256).hexdigest()
     return hashlib.sha256(data).hexdigest()
+
+
+def entry_hash(row: AuditEntry, key: bytes = b"") -> str:
+    return _digest(canonical(row), key)
 
 
 @event.listens_for(Session, "before_commit")

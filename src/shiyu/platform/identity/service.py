@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from shiyu.config import get_settings
@@ -179,19 +179,32 @@ def authenticate(
     return LoginOutcome(True, "ok", token, int(ttl.total_seconds()), principal)
 
 
+_TOKEN_PRINCIPAL = (
+    select(AuthToken.id, AuthToken.revoked_at, AuthToken.expires_at, User.id.label("user_id"), User.username,
+           User.role, User.unit_code, User.is_active, Grant.role.label("grant_role"), Grant.jurisdiction_code,
+           Unit.path)
+    .join(User, User.id == AuthToken.user_id)
+    .outerjoin(Grant, Grant.user_id == User.id)
+    .outerjoin(Unit, Unit.code == Grant.jurisdiction_code)
+    .where(AuthToken.token_hash == bindparam("token_hash"))
+    .order_by(Grant.id)
+)
+
+
 def principal_from_token(session: Session, token: str, *, request_id: str | None) -> Principal | None:
+    """The principal of a live token: the token, its user and the user's grants in one
+    query (every API request asks this; a batch of new items once per token)."""
     now = utcnow()
-    row = session.execute(
-        select(AuthToken, User)
-        .join(User, User.id == AuthToken.user_id)
-        .where(AuthToken.token_hash == _token_hash(token))
-    ).first()
-    if row is None:
+    rows = session.execute(_TOKEN_PRINCIPAL, {"token_hash": _token_hash(token)}).all()
+    if not rows:
         return None
-    tok, user = row
-    if tok.revoked_at is not None or as_utc(tok.expires_at) <= now or not user.is_active:
+    first = rows[0]
+    if first.revoked_at is not None or as_utc(first.expires_at) <= now or not first.is_active:
         return None
-    return load_principal(session, user, request_id=request_id, token_id=tok.id)
+    grants = tuple(GrantScope(role=r.grant_role, jurisdiction_code=r.jurisdiction_code, path=r.path)
+                   for r in rows if r.grant_role is not None and r.path is not None)
+    return Principal(user_id=first.user_id, username=first.username, role=first.role, unit_code=first.unit_code,
+                     grants=grants, request_id=request_id, token_id=first.id)
 
 
 def logout(session: Session, principal: Principal) -> None:

@@ -172,3 +172,8 @@ async def checked_token(request: Request, db: Annotated[Database, Depends(get_db
 
 
 CheckedTokenDep = Annotated[str, Depends(checked_token)]
+
+
+def token_checked_lately(token: str) -> bool:
+    """Whether ``checked_token`` found ``token`` valid in this process moments ago."""
+    return _TOKEN_SEEN.get(hashlib.sha256(token.encode()).hexdigest(), 0.0) > time.monotonic()
