@@ -200,6 +200,7 @@ def forget_everywhere(key: str) -> None:
 # --------------------------------------------------------------------------- bulk rows
 
 _COPY_PLANS: dict[tuple[Any, tuple[str, ...]], tuple[str, list[Callable[[Any], Any]]]] = {}
+_ROW_PLANS: dict[tuple[Any, frozenset[str]], tuple[str, list[tuple[str, Any, bool, Any, bool]]]] = {}
 
 
 def _same(v: Any) -> Any:
@@ -243,24 +244,35 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
     if session.get_bind().dialect.name != "postgresql":
         session.execute(insert(table), rows)
         return
-    given = set().union(*rows)
-    keys = tuple(c.key for c in table.columns
-                 if c.key in given or (c.default is not None and not c.primary_key))
-    sql, convert = _copy_plan(table, keys, session.get_bind().dialect)
-    columns: list[list[Any]] = []
-    for key, fn in zip(keys, convert, strict=True):
-        default = table.c[key].default
-        if default is None:
-            columns.append([fn(r.get(key)) for r in rows])
-            continue
-        arg, call = default.arg, getattr(default, "is_callable", False)  # type: ignore[attr-defined]
-        columns.append([fn(r[key] if key in r else arg(None) if call else arg) for r in rows])
+    given = frozenset().union(*rows)
+    plan = _ROW_PLANS.get((table, given))
+    if plan is None:
+        keys = tuple(c.key for c in table.columns
+                     if c.key in given or (c.default is not None and not c.primary_key))
+        sql, convert = _copy_plan(table, keys, session.get_bind().dialect)
+        steps = []
+        for key, fn in zip(keys, convert, strict=True):
+            default = table.c[key].default
+            steps.append((key, None if fn is _same else fn, key in given,
+                          None if default is None else default.arg,  # type: ignore[attr-defined]
+                          bool(getattr(default, "is_callable", False))))
+        plan = _ROW_PLANS[(table, given)] = (sql, steps)
+    sql, steps = plan
     driver = session.connection().connection.driver_connection
     assert driver is not None
     dbapi = session.get_bind().dialect.loaded_dbapi
     try:
         with driver.cursor() as cur, cur.copy(sql) as copy:
-            for row in zip(*columns, strict=True):
-                copy.write_row(row)
+            for r in rows:
+                values = []
+                for key, fn, in_rows, default, call in steps:
+                    if in_rows and key in r:
+                        v = r[key]
+                    elif default is None:
+                        v = None
+                    else:
+                        v = default(None) if call else default
+                    values.append(v if fn is None else fn(v))
+                copy.write_row(values)
     except dbapi.Error as e:  # as SQLAlchemy raises it for its own statements (IntegrityError, ...)
         raise DBAPIError.instance(sql, None, e, dbapi.Error) from e
