@@ -228,7 +228,8 @@ def main() -> int:
     t0 = time.perf_counter()
     print(f"forecast_pai: python {platform.python_version()}, numpy {np.__version__}, {os.cpu_count()} CPUs; "
           f"candidates decay {DECAYS} x bandwidth {BANDWIDTHS} m")
-    results: dict[str, Any] = {"demo_city": run_demo(args.seed, args.cell),
+    results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+                               "demo_city": run_demo(args.seed, args.cell),
                                "west_yorkshire": run_west_yorkshire(args.cell)}
     verdicts = []
     for name, r in results.items():

@@ -26,6 +26,7 @@ import os
 import platform
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     # None: not evaluated (fewer points than the target asks for).
     passed = bool(locate_s < TARGET_SECONDS) if n >= TARGET_POINTS else None
     results = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "data_source": source,
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
