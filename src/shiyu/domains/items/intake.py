@@ -37,8 +37,8 @@ from sqlalchemy.orm import Session
 
 from shiyu.domains.geo import service as geo
 from shiyu.domains.items import service
-from shiyu.domains.items.models import Attachment, IdempotencyKey, Party, TimelineEntry, WorkItem
-from shiyu.domains.items.notify import notify_many
+from shiyu.domains.items.models import Attachment, IdempotencyKey, Notification, Party, TimelineEntry, WorkItem
+from shiyu.domains.items.notify import notification_rows, send_beyond_inbox
 from shiyu.domains.items.schemas import ItemCreate, ItemRead
 from shiyu.domains.items.views import item_read
 from shiyu.kit.db import Database, insert_rows
@@ -247,25 +247,43 @@ def _write(session: Session, requests: list[IntakeRequest], who: list[Principal 
            prepared: list[tuple[int, service.Prepared]], now: datetime) -> None:
     items = [prep.item for _, prep in prepared]
     table = WorkItem.__table__
-    if session.get_bind().dialect.name == "postgresql":
-        # Ids from the sequence first, then the rows as arrays (``insert_rows``). A
-        # multi-row INSERT ... RETURNING is one statement of tens of kilobytes, which
-        # psycopg parses again on every execution (it caches only statements up to 4 kB):
-        # 10 ms a page, more than the insert itself.
-        ids = sorted(session.execute(text("SELECT nextval(pg_get_serial_sequence('work_items', 'id')) "
-                                          "FROM generate_series(1, :n)"), {"n": len(items)}).scalars())
-        insert_rows(session, table, [{"id": new_id, **_columns(it)} for it, new_id in zip(items, ids, strict=True)])
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        # Ids from the sequence first, so that every row of the batch can be written at
+        # once below. (A multi-row INSERT ... RETURNING is one statement of tens of
+        # kilobytes, which psycopg parses again on every execution: it caches only
+        # statements up to 4 kB.)
+        ids = sorted(session.execute(_NEXT_IDS, {"n": len(items)}).scalars())
     else:
         ids = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True),
                               [_columns(it) for it in items],
                               execution_options={"insertmanyvalues_page_size": PAGE}).scalars().all()
     for item, new_id in zip(items, ids, strict=True):
         item.id = new_id
-    insert_rows(session, IdempotencyKey.__table__, [
+    key_rows = [
         {"principal": who[i].username, "key": requests[i].idempotency_key,  # type: ignore[union-attr]
          "request_hash": hashes[i], "item_id": prep.item.id, "created_at": now}
-        for i, prep in prepared])
+        for i, prep in prepared]
     timeline, notes = [], []
+    for i, prep in prepared:
+        item, p = prep.item, who[i]
+        assert p is not None
+        timeline.append({"item_id": item.id, "at": now, "actor": p.username, "role": p.role,
+                         "unit_code": p.unit_code, "action": "report", "from_status": None,
+                         "to_status": item.status, "note": None,
+                         "data": {"source": item.source, "grid": item.grid_code}})
+        audit.record(session, p, "item.create", object_type="work_item", object_id=item.id,
+                     scope_path=item.scope_path, detail=service.create_detail(item))
+        notes.append({"unit_code": prep.owner.code, "scope_path": prep.owner.path, "item_id": item.id,
+                      "kind": "new", "message": service.new_item_message(item), "created_at": now})
+    notifications = notification_rows(notes)
+    if postgres:
+        insert_rows(session, table, [_columns(it) | {"id": it.id} for it in items])
+    insert_rows(session, IdempotencyKey.__table__, key_rows)
+    insert_rows(session, TimelineEntry.__table__, timeline)
+    insert_rows(session, Notification.__table__, notifications)
+    send_beyond_inbox(session, notifications)
+    # Parties and attachments (disputes, petitions, photos) after their items exist.
     for i, prep in prepared:
         item, p = prep.item, who[i]
         assert p is not None
@@ -282,16 +300,9 @@ def _write(session: Session, requests: list[IntakeRequest], who: list[Principal 
             service.flag_repeat_petition(session, item, prep.parties)
             if item.repeat_of is not None:
                 session.execute(update(WorkItem).where(WorkItem.id == item.id).values(repeat_of=item.repeat_of))
-        timeline.append({"item_id": item.id, "at": now, "actor": p.username, "role": p.role,
-                         "unit_code": p.unit_code, "action": "report", "from_status": None,
-                         "to_status": item.status, "note": None,
-                         "data": {"source": item.source, "grid": item.grid_code}})
-        audit.record(session, p, "item.create", object_type="work_item", object_id=item.id,
-                     scope_path=item.scope_path, detail=service.create_detail(item))
-        notes.append({"unit_code": prep.owner.code, "scope_path": prep.owner.path, "item_id": item.id,
-                      "kind": "new", "message": service.new_item_message(item), "created_at": now})
-    insert_rows(session, TimelineEntry.__table__, timeline)
-    notify_many(session, notes)
+
+
+_NEXT_IDS = text("SELECT nextval(pg_get_serial_sequence('work_items', 'id')) FROM generate_series(1, :n)")
 
 
 # --------------------------------------------------------------------------- the queue

@@ -61,16 +61,26 @@ def notify(session: Session, *, unit_code: str, scope_path: str, item_id: int | 
     return note
 
 
-def notify_many(session: Session, notes: list[dict[str, object]]) -> None:
-    """Many notifications at once (a batch of new items): the in-app rows in one INSERT,
-    the other channels as ``notify`` would. Each dict holds ``Notification``'s fields."""
-    if not notes:
-        return
-    rows = [{**n, "message": str(n["message"])[:500]} for n in notes]
-    insert_rows(session, Notification.__table__, rows)
+def notification_rows(notes: list[dict[str, object]]) -> list[dict[str, object]]:
+    """In-app notification rows for ``notes`` (dicts of ``Notification``'s fields)."""
+    return [{**n, "message": str(n["message"])[:500]} for n in notes]
+
+
+def send_beyond_inbox(session: Session, rows: list[dict[str, object]]) -> None:
+    """The channels other than the in-app inbox, for the urgent kinds among ``rows``."""
     for row in rows:
         if row["kind"] in URGENT_KINDS:
             note = Notification(**row)
             for ch in CHANNELS:
                 if ch.name != "inapp":
                     ch.send(session, note)
+
+
+def notify_many(session: Session, notes: list[dict[str, object]]) -> None:
+    """Many notifications at once (a batch of new items): the in-app rows in one INSERT,
+    the other channels as ``notify`` would. Each dict holds ``Notification``'s fields."""
+    if not notes:
+        return
+    rows = notification_rows(notes)
+    insert_rows(session, Notification.__table__, rows)
+    send_beyond_inbox(session, rows)
