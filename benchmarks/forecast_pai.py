@@ -228,8 +228,8 @@ def main() -> int:
     t0 = time.perf_counter()
     print(f"forecast_pai: python {platform.python_version()}, numpy {np.__version__}, {os.cpu_count()} CPUs; "
           f"candidates decay {DECAYS} x bandwidth {BANDWIDTHS} m")
-    results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
-                               "demo_city": run_demo(args.seed, args.cell),
+    date = datetime.now(UTC).isoformat(timespec="seconds")
+    results: dict[str, Any] = {"demo_city": run_demo(args.seed, args.cell),
                                "west_yorkshire": run_west_yorkshire(args.cell)}
     verdicts = []
     for name, r in results.items():
@@ -245,7 +245,7 @@ def main() -> int:
     print(line)
     total = time.perf_counter() - t0
     print(f"total {total:.1f} s")
-    results.update({"pass": passed, "verdict": line, "total_seconds": round(total, 1)})
+    results.update({"date": date, "pass": passed, "verdict": line, "total_seconds": round(total, 1)})
     if args.json is not None:
         existing: dict[str, Any] = {}
         if args.json.exists():

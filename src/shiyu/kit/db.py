@@ -276,4 +276,3 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
                 copy.write_row(values)
     except dbapi.Error as e:  # as SQLAlchemy raises it for its own statements (IntegrityError, ...)
         raise DBAPIError.instance(sql, None, e, dbapi.Error) from e
-
