@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from shapely.geometry import mapping
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiyu.demo.calls import load_calls
@@ -118,10 +118,6 @@ def load_demo(session: Session, size: str = "small", seed: int = 1, *, step: Ste
         hist = load_history(session, city, seed=seed, now=now, step=step)
         report.items = 0 if hist.skipped else hist.items
         report.calls = load_calls(session, city, seed=seed, now=now, step=step)
-    # Planner statistics for what was just loaded. Without them SQLite chose the
-    # (category, lon, lat) index for the dashboard's per-category counts and read all
-    # 200,000 items of the medium demo instead of the period's (600 ms instead of 60 ms).
-    session.execute(text("ANALYZE"))
     return report
 
 
