@@ -37,8 +37,8 @@ from sqlalchemy.orm import Session
 
 from shiyu.domains.geo import service as geo
 from shiyu.domains.items import service
-from shiyu.domains.items.models import Attachment, IdempotencyKey, Notification, Party, TimelineEntry, WorkItem
-from shiyu.domains.items.notify import notification_rows, send_beyond_inbox
+from shiyu.domains.items.models import Attachment, IdempotencyKey, Party, TimelineEntry, WorkItem
+from shiyu.domains.items.notify import notify_many
 from shiyu.domains.items.schemas import ItemCreate, ItemRead
 from shiyu.domains.items.views import item_read
 from shiyu.kit.db import Database, insert_rows
@@ -276,13 +276,11 @@ def _write(session: Session, requests: list[IntakeRequest], who: list[Principal 
                      scope_path=item.scope_path, detail=service.create_detail(item))
         notes.append({"unit_code": prep.owner.code, "scope_path": prep.owner.path, "item_id": item.id,
                       "kind": "new", "message": service.new_item_message(item), "created_at": now})
-    notifications = notification_rows(notes)
     if postgres:
         insert_rows(session, table, [_columns(it) | {"id": it.id} for it in items])
     insert_rows(session, IdempotencyKey.__table__, key_rows)
     insert_rows(session, TimelineEntry.__table__, timeline)
-    insert_rows(session, Notification.__table__, notifications)
-    send_beyond_inbox(session, notifications)
+    notify_many(session, notes)
     # Parties and attachments (disputes, petitions, photos) after their items exist.
     for i, prep in prepared:
         item, p = prep.item, who[i]
