@@ -438,17 +438,24 @@ _DUPLICATE_BOX = ("w.category_code = v.cat AND w.lon BETWEEN v.x0 AND v.x1 AND w
     ", ".join(f"'{st}'" for st in sorted(rules.OPEN_STATES)))  # constants of our own
 #: PostgreSQL: the boxes come in as arrays, and LATERAL makes one probe of the (category,
 #: lon, lat) index per box (as a plain join PostgreSQL hashes the boxes and scans every
-#: recent item instead) and returns only the box's nearest ``DUPLICATE_LIMIT``, by the
-#: planar distance from the box's centre with longitude scaled by the box's own aspect
-#: (cos latitude): at a busy spot the box holds hundreds of open reports, and sending
-#: them all to be measured and sorted here cost more than the rest of the intake.
+#: recent item instead). Each probe measures its box's items by great-circle distance
+#: (the same haversine as ``haversine_m``), keeps those within the radius and returns the
+#: nearest ``DUPLICATE_LIMIT``; the same statement writes their links. At a busy spot a
+#: box holds hundreds of open reports, and sending them here to be measured, sorted and
+#: copied back as links cost more than the rest of the intake.
+_HAVERSINE_SQL = ("2 * 6371000.0 * asin(sqrt(power(sin(radians(w.lat - v.lat) / 2), 2) + cos(radians(v.lat)) "
+                  "* cos(radians(w.lat)) * power(sin(radians(w.lon - v.lon) / 2), 2)))")
 _DUPLICATES_PG = text(
     "WITH v AS (SELECT * FROM unnest(CAST(:nid AS BIGINT[]), CAST(:cat AS TEXT[]), CAST(:x0 AS FLOAT8[]), "
-    "CAST(:x1 AS FLOAT8[]), CAST(:y0 AS FLOAT8[]), CAST(:y1 AS FLOAT8[])) AS v(nid, cat, x0, x1, y0, y1)) "
-    f"SELECT {_DUPLICATE_COLUMNS} FROM v CROSS JOIN LATERAL (SELECT * FROM work_items w WHERE {_DUPLICATE_BOX} "
-    "ORDER BY power((w.lon - (v.x0 + v.x1) / 2) * (v.y1 - v.y0) / (v.x1 - v.x0), 2) "
-    "+ power(w.lat - (v.y0 + v.y1) / 2, 2), w.id "
-    f"LIMIT {DUPLICATE_LIMIT}) w"
+    "CAST(:x1 AS FLOAT8[]), CAST(:y0 AS FLOAT8[]), CAST(:y1 AS FLOAT8[]), CAST(:lon AS FLOAT8[]), "
+    "CAST(:lat AS FLOAT8[])) AS v(nid, cat, x0, x1, y0, y1, lon, lat)), "
+    "c AS (SELECT v.nid, n.id, n.number, n.title, n.status, n.scope_path, round(n.d::numeric, 1)::float8 AS d "
+    "FROM v CROSS JOIN LATERAL (SELECT w.id, w.number, w.title, w.status, w.scope_path, h.d FROM work_items w "
+    f"CROSS JOIN LATERAL (SELECT {_HAVERSINE_SQL} AS d) h WHERE {_DUPLICATE_BOX} AND h.d <= :radius "
+    f"ORDER BY h.d, w.id LIMIT {DUPLICATE_LIMIT}) n), "
+    "linked AS (INSERT INTO item_duplicates (item_id, candidate_id, distance_m, state) "
+    "SELECT nid, id, d, 'pending' FROM c) "
+    "SELECT nid, id, number, title, status, scope_path, d FROM c ORDER BY nid, d, id"
 ).bindparams(bindparam("since", type_=WorkItem.__table__.c.created_at.type))
 
 
@@ -472,33 +479,38 @@ def find_duplicates(session: Session, items: list[WorkItem], now: datetime) -> d
         dlon = dlat / max(math.cos(math.radians(it.lat)), 0.1)
         boxes.append((it.id, it.category_code, it.lon - dlon, it.lon + dlon, it.lat - dlat, it.lat + dlat))
     since = now - DUPLICATE_WINDOW
+    found: dict[int, list[dict[str, Any]]] = {}
     if session.get_bind().dialect.name == "postgresql":
         # The boxes as one array per column: the statement is the same for any batch size.
         columns = list(zip(*boxes, strict=True))
-        rows = session.execute(_DUPLICATES_PG, {"since": since, "nid": list(columns[0]), "cat": list(columns[1]),
-                                                "x0": list(columns[2]), "x1": list(columns[3]),
-                                                "y0": list(columns[4]), "y1": list(columns[5])})
-    else:
-        # SQLite: a VALUES list, padded to a multiple of PAGE rows so the query text
-        # changes little with the batch size (a box that matches nothing: no id is below 0).
-        boxes += [(0, "", 0.0, 0.0, 0.0, 0.0)] * (-len(boxes) % PAGE)
-        params: dict[str, Any] = {"since": since}
-        for n, box in enumerate(boxes):
-            params.update(zip((f"n{n}", f"c{n}", f"x{n}", f"X{n}", f"y{n}", f"Y{n}"), box, strict=True))
-        values = ", ".join(f"(:n{n}, :c{n}, :x{n}, :X{n}, :y{n}, :Y{n})" for n in range(len(boxes)))
-        sql = (f"WITH v(nid, cat, x0, x1, y0, y1) AS (VALUES {values}) "
-               f"SELECT {_DUPLICATE_COLUMNS} FROM v JOIN work_items w ON {_DUPLICATE_BOX}")
-        rows = session.execute(text(sql).bindparams(bindparam("since", type_=WorkItem.__table__.c.created_at.type)),
-                               params)
+        rows = session.execute(_DUPLICATES_PG, {
+            "since": since, "radius": DUPLICATE_RADIUS_M, "nid": list(columns[0]), "cat": list(columns[1]),
+            "x0": list(columns[2]), "x1": list(columns[3]), "y0": list(columns[4]), "y1": list(columns[5]),
+            "lon": [it.lon for it in located], "lat": [it.lat for it in located]}).tuples()
+        for nid, cid, number, title, status, scope_path, d in rows:
+            found.setdefault(nid, []).append({"item_id": cid, "number": number, "title": title, "status": status,
+                                              "distance_m": d, "scope_path": scope_path})
+        return found
+    # SQLite: a VALUES list, padded to a multiple of PAGE rows so the query text changes
+    # little with the batch size (a box that matches nothing: no id is below 0); the
+    # candidates are measured, ranked and linked here.
+    boxes += [(0, "", 0.0, 0.0, 0.0, 0.0)] * (-len(boxes) % PAGE)
+    params: dict[str, Any] = {"since": since}
+    for n, box in enumerate(boxes):
+        params.update(zip((f"n{n}", f"c{n}", f"x{n}", f"X{n}", f"y{n}", f"Y{n}"), box, strict=True))
+    values = ", ".join(f"(:n{n}, :c{n}, :x{n}, :X{n}, :y{n}, :Y{n})" for n in range(len(boxes)))
+    sql = (f"WITH v(nid, cat, x0, x1, y0, y1) AS (VALUES {values}) "
+           f"SELECT {_DUPLICATE_COLUMNS} FROM v JOIN work_items w ON {_DUPLICATE_BOX}")
+    result = session.execute(text(sql).bindparams(bindparam("since", type_=WorkItem.__table__.c.created_at.type)),
+                             params)
     by_item = {it.id: it for it in located}
     near: dict[int, list[tuple[float, Any]]] = {}
-    for r in rows:
+    for r in result:
         it = by_item[r.nid]
         assert it.lon is not None and it.lat is not None
         d = haversine_m(it.lon, it.lat, r.lon, r.lat)
         if d <= DUPLICATE_RADIUS_M:
             near.setdefault(it.id, []).append((d, r))
-    found: dict[int, list[dict[str, Any]]] = {}
     links = []
     for item_id, cands in near.items():
         cands.sort(key=lambda dr: (dr[0], dr[1].id))
