@@ -6,7 +6,7 @@ PORT   ?= 8000
 BASE    = $(VENV)/.installed-base
 DEV     = $(VENV)/.installed-dev
 
-.PHONY: demo test install dev lint bench fuzz crash clean
+.PHONY: demo test install dev lint bench wrk fuzz crash clean
 
 $(VENV)/bin/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11+)"; exit 1; }
@@ -38,9 +38,22 @@ lint: dev
 	$(VENV)/bin/ruff check src tests benchmarks tools
 	$(VENV)/bin/lint-imports
 
-# Every script in benchmarks/ takes --json PATH and merges its figures into results.json.
-bench: dev
-	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f --json benchmarks/results.json || exit 1; done
+# Every script in benchmarks/ takes --json PATH and merges its figures into results.json,
+# stamped with this run's id (SHIYU_BENCH_RUN); every script runs even when one fails, and
+# the table at the end says which figures this run wrote. The intake benchmark drives the
+# server with Debian's wrk, installed here when missing (as root).
+bench: dev wrk
+	@run=$$(date -u +%Y-%m-%dT%H:%M:%SZ); failed=""; \
+	for f in benchmarks/*.py; do echo "== $$f"; \
+	  SHIYU_BENCH_RUN=$$run $(PY) $$f --json benchmarks/results.json || failed="$$failed $$f"; done; \
+	echo "== figures of run $$run"; \
+	$(PY) tools/bench_table.py benchmarks/results.json --run $$run || failed="$$failed (figures missing)"; \
+	if [ -n "$$failed" ]; then echo "bench failed:$$failed"; exit 1; fi
+
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wrk >/dev/null 2>&1; }; }; } || true
+	@command -v wrk >/dev/null 2>&1 || echo "wrk is not installed and could not be: intake_http falls back to its httpx client"
 
 # Fuzzing and crash testing (README "Fuzzing and crash testing"); .ci/run runs the short forms.
 FUZZ_EXAMPLES  ?= 200

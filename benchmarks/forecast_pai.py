@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import os
 import platform
@@ -45,6 +44,7 @@ try:
 except ImportError:  # running from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from shiyu.domains.analysis import forecast as fc
+from shiyu.kit.figures import merge_json  # noqa: E402
 
 COVERAGES = (0.01, 0.05)
 DECAYS = (0.3, 0.5, 0.7, 0.85, 1.0)
@@ -245,15 +245,10 @@ def main() -> int:
     print(line)
     total = time.perf_counter() - t0
     print(f"total {total:.1f} s")
-    results.update({"date": date, "pass": passed, "verdict": line, "total_seconds": round(total, 1)})
+    results.update({"date": date, "cpu_count": os.cpu_count(), "pass": passed, "verdict": line,
+                    "total_seconds": round(total, 1)})
     if args.json is not None:
-        existing: dict[str, Any] = {}
-        if args.json.exists():
-            existing = json.loads(args.json.read_text(encoding="utf-8") or "{}")
-        existing["forecast_pai"] = results
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(existing, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        print(f"figures merged into {args.json} under 'forecast_pai'")
+        merge_json(args.json, "forecast_pai", results)
     return 0 if passed else 1
 
 

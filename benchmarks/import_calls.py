@@ -34,7 +34,6 @@ import argparse
 import cProfile
 import datetime as dt
 import io
-import json
 import os
 import platform
 import pstats
@@ -66,6 +65,7 @@ from shiyu.demo.city import generate_city  # noqa: E402
 from shiyu.demo.load import load_city  # noqa: E402
 from shiyu.domains.analysis import calls  # noqa: E402
 from shiyu.domains.analysis.models import PoliceRecord  # noqa: E402
+from shiyu.kit.figures import merge_json  # noqa: E402
 from shiyu.platform.authz.principal import Principal  # noqa: E402
 
 get_settings.cache_clear()
@@ -350,16 +350,6 @@ def _db_version(db: Database) -> str:
         if db.sqlite:
             return "SQLite " + str(conn.exec_driver_sql("select sqlite_version()").scalar_one())
         return "PostgreSQL " + str(conn.exec_driver_sql("SHOW server_version").scalar_one())
-
-
-def merge_json(path: Path, key: str, results: dict[str, Any]) -> None:
-    existing = {}
-    if path.exists():
-        existing = json.loads(path.read_text(encoding="utf-8") or "{}")
-    existing[key] = results
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(existing, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"figures merged into {path} under '{key}'")
 
 
 if __name__ == "__main__":

@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import math
 import os
 import platform
@@ -80,6 +79,7 @@ from shiyu.demo.city import DEMO_PASSWORD, DemoCity, generate_city  # noqa: E402
 from shiyu.demo.load import load_city  # noqa: E402
 from shiyu.domains.geo import service as geo  # noqa: E402
 from shiyu.domains.items.models import Category, DuplicateLink, WorkItem  # noqa: E402
+from shiyu.kit.figures import merge_json  # noqa: E402
 
 get_settings.cache_clear()
 
@@ -726,16 +726,6 @@ def _acceptance(sustain: dict[str, Any] | None, p99_target: float) -> dict[str, 
 def _pg_version(db: Database) -> str:
     with db.engine.connect() as conn:
         return str(conn.execute(text("SHOW server_version")).scalar_one())
-
-
-def merge_json(path: Path, key: str, results: dict[str, Any]) -> None:
-    existing = {}
-    if path.exists():
-        existing = json.loads(path.read_text(encoding="utf-8") or "{}")
-    existing[key] = results
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(existing, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"figures merged into {path} under '{key}'")
 
 
 def report(r: dict[str, Any]) -> None:

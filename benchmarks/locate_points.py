@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
 import os
 import platform
@@ -37,6 +36,7 @@ try:
 except ImportError:  # running from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from shiyu.domains.geo.locator import GridLocator
+from shiyu.kit.figures import merge_json  # noqa: E402
 
 TARGET_POINTS = 1_000_000
 TARGET_SECONDS = 1.0
@@ -246,13 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     report(results)
 
     if args.json is not None:
-        existing = {}
-        if args.json.exists():
-            existing = json.loads(args.json.read_text(encoding="utf-8") or "{}")
-        existing["locate_points"] = results
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(existing, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        print(f"figures merged into {args.json} under 'locate_points'")
+        merge_json(args.json, "locate_points", results)
     ok = passed is not False and strtree_mismatch == 0 and loop_mismatch == 0 and sjoin_unexplained in (0, -1)
     return 0 if ok else 1
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import socket
@@ -47,6 +46,7 @@ from shiyu.dbadmin import create_database, drop_database, upgrade  # noqa: E402
 from shiyu.demo.city import DEMO_PASSWORD  # noqa: E402
 from shiyu.demo.load import load_demo  # noqa: E402
 from shiyu.domains.items.models import WorkItem  # noqa: E402
+from shiyu.kit.figures import merge_json  # noqa: E402
 
 get_settings.cache_clear()
 TARGET_MS = 200.0
@@ -157,9 +157,7 @@ def main(argv: list[str] | None = None) -> int:
               "db": args.db, "size": args.size, "items": n_items, "repeat": args.repeat, "load_seconds": round(load_s),
               "worst_p95_ms": round(worst, 1), "target_ms": TARGET_MS, "pass": ok, "pages": results}
     if args.json:
-        data = json.loads(args.json.read_text()) if args.json.exists() else {}
-        data["page_times"] = figure
-        args.json.write_text(json.dumps(data, ensure_ascii=False, indent=2))
+        merge_json(args.json, "page_times", figure)
     return 0 if ok else 1
 
 

@@ -81,6 +81,7 @@ from shiyu.domains.analysis.models import PoliceRecord  # noqa: E402
 from shiyu.domains.analysis.olap import CALL_SCHEMA, CALLS_FILE, ITEMS_FILE, SEGMENT, Olap, Window  # noqa: E402
 from shiyu.domains.items.models import WorkItem  # noqa: E402
 from shiyu.domains.reports.service import RANK_LEVEL, build_report, grid_shapes, periods  # noqa: E402
+from shiyu.kit.figures import merge_json  # noqa: E402
 from shiyu.platform.authz.principal import Principal  # noqa: E402
 from shiyu.platform.units.models import Unit  # noqa: E402
 from shiyu.platform.workflow.calendar import LOCAL_TZ  # noqa: E402
@@ -353,16 +354,6 @@ def compare(olap: dict[str, Any], base: dict[str, Any]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- main
-
-
-def merge_json(path: Path, key: str, results: dict[str, Any]) -> None:
-    existing = {}
-    if path.exists():
-        existing = json.loads(path.read_text(encoding="utf-8") or "{}")
-    existing[key] = results
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(existing, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"figures merged into {path} under '{key}'")
 
 
 def main(argv: list[str] | None = None) -> int:

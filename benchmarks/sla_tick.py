@@ -67,6 +67,7 @@ from shiyu.domains.items import rules  # noqa: E402
 from shiyu.domains.items.models import Category, Notification, TimelineEntry, WorkItem  # noqa: E402
 from shiyu.domains.items.service import DUE_SOON  # noqa: E402
 from shiyu.domains.items.tasks import sla_tick  # noqa: E402
+from shiyu.kit.figures import merge_json  # noqa: E402
 from shiyu.platform.audit.models import AuditEntry  # noqa: E402
 from shiyu.platform.units.models import Unit  # noqa: E402
 
@@ -430,16 +431,6 @@ def _db_version(db: Database) -> str:
         if db.sqlite:
             return "SQLite " + str(conn.exec_driver_sql("select sqlite_version()").scalar_one())
         return "PostgreSQL " + str(conn.exec_driver_sql("SHOW server_version").scalar_one())
-
-
-def merge_json(path: Path, key: str, results: dict[str, Any]) -> None:
-    existing = {}
-    if path.exists():
-        existing = json.loads(path.read_text(encoding="utf-8") or "{}")
-    existing[key] = results
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(existing, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"figures merged into {path} under '{key}'")
 
 
 if __name__ == "__main__":

@@ -134,6 +134,26 @@ def test_merge_json_keeps_other_figures(tmp_path: Path) -> None:
                                                                   "postgres": {"passed": True}}}
 
 
+def test_bench_run_id_stamps_figures_and_the_table_checks_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import bench_table
+
+    path = tmp_path / "results.json"
+    monkeypatch.setenv("SHIYU_BENCH_RUN", "run-1")
+    for key in bench_table.FIGURES:
+        harness.merge_json(path, key, {"date": "2026-12-07", "cpu_count": 2})
+    assert {v["run"] for v in json.loads(path.read_text()).values()} == {"run-1"}
+    assert bench_table.main([str(path), "--run", "run-1"]) == 0
+    assert "every figure written by this run" in capsys.readouterr().out
+    # One figure from another run (or none at all) fails the table for run-1.
+    monkeypatch.setenv("SHIYU_BENCH_RUN", "run-2")
+    harness.merge_json(path, "sla_tick", {"date": "2026-12-07"})
+    assert bench_table.main([str(path), "--run", "run-1"]) == 1
+    assert "NOT from this run: sla_tick" in capsys.readouterr().out
+    monkeypatch.delenv("SHIYU_BENCH_RUN")
+    assert bench_table.main([str(tmp_path / "none.json")]) == 0  # no run asked for: the table only
+
+
 @pytest.fixture(scope="module")
 def spec(client: Any) -> dict[str, Any]:
     return dict(client.get("/openapi.json").json())

@@ -11,7 +11,6 @@ its own ``SHIYU_VAR_DIR``.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import platform
 import signal
@@ -42,6 +41,7 @@ from shiyu.config import get_settings  # noqa: E402
 from shiyu.dbadmin import create_database, drop_database, upgrade  # noqa: E402
 from shiyu.demo.city import DEMO_PASSWORD  # noqa: E402
 from shiyu.kit.db import Database  # noqa: E402
+from shiyu.kit.figures import merge_json  # noqa: E402,F401 - re-exported for crash.py and fuzz.py
 
 get_settings.cache_clear()
 
@@ -230,21 +230,6 @@ def login(base: str, username: str, *, totp_secret: str | None = None, password:
 def machine() -> dict[str, Any]:
     return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
-
-
-def merge_json(path: Path, key: str, results: dict[str, Any], *, merge_keys: bool = False) -> None:
-    """Put ``results`` under ``key`` in the JSON file at ``path`` (kept otherwise); with
-    ``merge_keys`` the figures already under ``key`` are updated rather than replaced."""
-    existing: dict[str, Any] = {}
-    if path.exists():
-        existing = json.loads(path.read_text(encoding="utf-8") or "{}")
-    if merge_keys and isinstance(existing.get(key), dict):
-        existing[key] = {**existing[key], **results}
-    else:
-        existing[key] = results
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(existing, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"figures merged into {path} under '{key}'")
 
 
 def pg_reachable(pg: str) -> bool:
