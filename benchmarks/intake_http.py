@@ -31,8 +31,10 @@ of the rows the API wrote, straight into PostgreSQL with SQLAlchemy Core ``inser
 executemany, 1,000 rows per batch and per commit (the other baseline).
 Ratios API/raw and API/empty use the best figures. Then (``--sustain``, 60 s by default) one
 sustained run at the point of the curve with the most items/s among those whose p99 is within
-``--p99-target`` (100 ms), or at the fastest point when none is, and the acceptance of issue 7
-(at least 1,000 items/s for 60 s, p99 under 100 ms, 0 errors) is printed and stored as met or not.
+``--p99-target`` (100 ms) when that point also reaches the 1,000 items/s of the acceptance, else
+at the fastest point (a slow point within the latency target cannot meet the acceptance, and
+says less about the limit), and the acceptance of issue 7 (at least 1,000 items/s for 60 s, p99
+under 100 ms, 0 errors) is printed and stored as met or not.
 
 With ``--json PATH`` the figures are merged into that JSON file under ``"intake_http"``.
 """
@@ -524,8 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of intake before measuring")
     parser.add_argument("--sustain", type=float, default=60.0,
                         help="then one run of this many seconds (the acceptance asks for 60; 0: none) at the "
-                             "workers/concurrency with the most items/s among those within --p99-target, or "
-                             "the most items/s overall when none is")
+                             "workers/concurrency with the most items/s among those within --p99-target if "
+                             "it reaches 1,000 items/s, else the most items/s overall")
     parser.add_argument("--p99-target", type=float, default=100.0, help="p99 latency target in ms (acceptance: 100)")
     parser.add_argument("--raw-rows", type=int, default=50_000)
     parser.add_argument("--load-generator", choices=("auto", "wrk", "httpx"), default="auto",
@@ -620,7 +622,8 @@ def main(argv: list[str] | None = None) -> int:
         points_all = [(w, r) for w, d in by_workers.items() for r in d["items"]]
         best_w, best = max(points_all, key=lambda wr: wr[1]["per_second"])
         best_empty = max(by_workers[best_w]["empty"], key=lambda r: r["per_second"])
-        within = [(w, r) for w, r in points_all if r["p99_ms"] < args.p99_target and r["errors"] == 0]
+        within = [(w, r) for w, r in points_all if r["p99_ms"] < args.p99_target and r["errors"] == 0
+                  and r["per_second"] >= ACCEPT_RATE]
         sus_w, sus = max(within, key=lambda wr: wr[1]["per_second"]) if within else (best_w, best)
         sustain = None
         if args.sustain > 0:
@@ -632,7 +635,8 @@ def main(argv: list[str] | None = None) -> int:
             sustain.update(workers=int(sus_w), concurrency=sus["concurrency"], rows_before=n0,
                            rows_landed=settled_count(db) - n0,
                            chosen=("most items/s within the p99 target in the curve" if within
-                                   else "most items/s in the curve (no point within the p99 target)"))
+                                   else "most items/s in the curve (no point within the p99 target "
+                                        f"reached {ACCEPT_RATE:,.0f} items/s)"))
             server.stop()
             sustain["server_exceptions"], first_tb = server.exceptions()
             server = None

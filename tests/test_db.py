@@ -71,3 +71,34 @@ def test_code_rules() -> None:
     assert check_unit_code("320102001000", "village", "320102000000", "district") is not None  # wrong level
     assert check_unit_code("320102000000-GA", "department", "320102000000", "district") is None
     assert check_unit_code("320102000000-GA", "department", "320103000000", "district") is not None
+
+
+def test_fetch_runs_statements_as_session_execute_would(db: Any) -> None:
+    """``kit.db.fetch``, the driver-level path of the intake batch's statements on
+    PostgreSQL: named rows, values bound in the statement, autoflush, writes, and driver
+    errors raised as SQLAlchemy's."""
+    import pytest
+    from sqlalchemy import bindparam, text, update
+    from sqlalchemy.exc import IntegrityError
+
+    from shiyu.kit.db import fetch
+
+    stmt = select(Unit.code, Unit.path.label("unit_path")).where(Unit.code == "320102000000")
+    with db.unit_of_work() as s:
+        rows = fetch(s, stmt)
+        assert [(r.code, r.unit_path) for r in rows] == [(c, p) for c, p in s.execute(stmt)]
+        # Pending ORM changes are flushed first, and a write returns no rows.
+        s.add(Unit(code="320102099000", name="fetch test", kind="town", level=3, parent_code="320102000000",
+                   path="/320100000000/320102000000/320102099000/"))
+        assert [r.code for r in fetch(s, select(Unit.code).where(Unit.code == bindparam("c")),
+                                      {"c": "320102099000"})] == ["320102099000"]
+        assert fetch(s, text("UPDATE units SET name = :n WHERE code = :c"), {"n": "renamed", "c": "320102099000"}) == []
+        # A statement that needs a column's onupdate value (units.updated_at) is refused
+        # on every database, not only where the driver would miss it.
+        with pytest.raises(ValueError, match="updated_at"):
+            fetch(s, update(Unit).where(Unit.code == "320102099000").values(name=bindparam("n")), {"n": "x"})
+        assert fetch(s, text("SELECT name FROM units WHERE code = :c"), {"c": "320102099000"})[0].name == "renamed"
+        s.rollback()
+    with pytest.raises(IntegrityError), db.unit_of_work() as s:
+        fetch(s, text("INSERT INTO units (code, name, kind, level, parent_code, path) "
+                      "VALUES ('320102098000', 'x', 'town', 3, '399900000000', '/x/')"))

@@ -174,3 +174,27 @@ def test_edge_leaves_other_requests_to_the_application(client: Any, login: Any, 
                          cookies={deps.SESSION_COOKIE: headers["Authorization"].split()[1]})
     assert cookie.status_code == 401  # no CSRF header
     assert served_by_edge.calls == 0
+
+
+def test_edge_answers_an_unexpected_error_with_a_logged_500(client: Any, login: Any, point: Any,
+                                                           served_by_edge: Any, monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """A batch that fails unexpectedly answers 500 Problem Details, and the log keeps the
+    traceback although the handler runs outside the ``except`` that caught it."""
+    from shiyu.domains.items import intake
+
+    headers = login(DISPATCHER)
+    _post(client, headers, _body(point))  # the token is checked
+    served_by_edge.calls = 0
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("batch writer broke")
+
+    monkeypatch.setattr(intake, "take_in", broken)
+    with caplog.at_level("ERROR"):
+        r = _post(client, headers, _body(point))
+    assert served_by_edge.calls == 1
+    assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == "internal" and "batch writer broke" not in r.text
+    logged = [rec for rec in caplog.records if rec.getMessage().startswith("unhandled error on POST")]
+    assert logged and logged[0].exc_info is not None and isinstance(logged[0].exc_info[1], RuntimeError)

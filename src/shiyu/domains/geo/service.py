@@ -40,7 +40,7 @@ from shiyu.domains.geo.schemas import (
     LocateResult,
     UnitRead,
 )
-from shiyu.kit.db import per_database
+from shiyu.kit.db import fetch, per_database
 from shiyu.kit.errors import Invalid, NotFound
 from shiyu.kit.pii import mask_name, mask_phone, mask_resident_id
 from shiyu.platform.audit import service as audit
@@ -63,7 +63,8 @@ def revision(session: Session) -> int:
     memo = session.info.get("geo.revision")
     if tx is not None and memo is not None and memo[0] is tx:
         return int(memo[1])
-    rev = session.execute(_REVISION).scalar() or 0
+    rows = fetch(session, _REVISION)
+    rev = (rows[0][0] if rows else 0) or 0
     if tx is not None:
         session.info["geo.revision"] = (tx, rev)
     return rev

@@ -41,7 +41,7 @@ from shiyu.domains.items.models import Attachment, IdempotencyKey, Party, Timeli
 from shiyu.domains.items.notify import notify_many
 from shiyu.domains.items.schemas import ItemCreate, ItemRead
 from shiyu.domains.items.views import item_read
-from shiyu.kit.db import Database, insert_rows
+from shiyu.kit.db import Database, fetch, insert_rows
 from shiyu.kit.errors import DomainError
 from shiyu.kit.timeutil import utcnow
 from shiyu.platform.audit import service as audit
@@ -218,19 +218,20 @@ def _batch(session: Session, requests: list[IntakeRequest], resolve: ResolvePrin
 #: PostgreSQL: the (principal, key) pairs as two arrays joined to the unique index, one
 #: statement text for any batch size. (A row-value ``IN`` list of padded pairs, prepared,
 #: got a generic plan that scanned the whole table.)
-_KNOWN_KEYS_PG = (select(IdempotencyKey)
-                  .from_statement(text(
-                      "SELECT k.* FROM unnest(CAST(:principals AS TEXT[]), CAST(:keys AS TEXT[])) AS v(principal, key) "
-                      "JOIN idempotency_keys k ON k.principal = v.principal AND k.key = v.key")))
+_KNOWN_KEYS_PG = text(
+    "SELECT k.principal, k.key, k.request_hash, k.item_id "
+    "FROM unnest(CAST(:principals AS TEXT[]), CAST(:keys AS TEXT[])) AS v(principal, key) "
+    "JOIN idempotency_keys k ON k.principal = v.principal AND k.key = v.key")
 
 
-def _known_keys(session: Session, keys: list[tuple[str, str | None]]) -> dict[tuple[str, str], IdempotencyKey]:
+def _known_keys(session: Session, keys: list[tuple[str, str | None]]) -> dict[tuple[str, str], Any]:
+    """The known keys among ``keys``: rows with ``principal``, ``key``, ``request_hash``
+    and ``item_id``."""
     if not keys:
         return {}
     pairs = sorted({(u, str(k)) for u, k in keys})
     if session.get_bind().dialect.name == "postgresql":
-        rows = session.execute(_KNOWN_KEYS_PG, {"principals": [u for u, _ in pairs],
-                                                "keys": [k for _, k in pairs]}).scalars()
+        rows = fetch(session, _KNOWN_KEYS_PG, {"principals": [u for u, _ in pairs], "keys": [k for _, k in pairs]})
     else:
         # (principal, key) pairs, not two IN lists: each pair is one probe of the unique index.
         rows = session.execute(select(IdempotencyKey).where(
@@ -253,7 +254,7 @@ def _write(session: Session, requests: list[IntakeRequest], who: list[Principal 
         # once below. (A multi-row INSERT ... RETURNING is one statement of tens of
         # kilobytes, which psycopg parses again on every execution: it caches only
         # statements up to 4 kB.)
-        ids = sorted(session.execute(_NEXT_IDS, {"n": len(items)}).scalars())
+        ids = sorted(r[0] for r in fetch(session, _NEXT_IDS, {"n": len(items)}))
     else:
         ids = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True),
                               [_columns(it) for it in items],

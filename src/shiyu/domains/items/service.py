@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, func, or_, select, text
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,7 +39,7 @@ from shiyu.domains.items.models import (
 )
 from shiyu.domains.items.notify import notify
 from shiyu.domains.items.schemas import ActionIn, ItemCreate, PartyIn, PersonIn
-from shiyu.kit.db import insert_rows, per_database
+from shiyu.kit.db import fetch, insert_rows, per_database
 from shiyu.kit.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, PreconditionFailed
 from shiyu.kit.pii import PiiError, validate_mobile, validate_resident_id
 from shiyu.kit.timeutil import utcnow
@@ -297,6 +298,17 @@ def new_item_message(item: WorkItem) -> str:
 
 
 _UNLOCATED: Any = object()
+_ITEMS = sa_inspect(WorkItem).class_manager
+
+
+def _new_item(**values: Any) -> WorkItem:
+    """A transient ``WorkItem`` with ``values`` set, as ``WorkItem(**values)`` makes it but
+    without an attribute event per column (the model has no validators or listeners, and
+    an INSERT, ORM or Core, reads a new object's values from its dictionary): intake
+    builds dozens of these per batch."""
+    item = _ITEMS.new_instance()
+    item.__dict__.update(values)
+    return item
 
 
 def prepare_item(session: Session, principal: Principal, data: ItemCreate, now: datetime, *,
@@ -372,7 +384,7 @@ def prepare_item(session: Session, principal: Principal, data: ItemCreate, now: 
     assert loc_unit is not None
     owner = _owner_for(session, loc_unit)
     received = data.petition.received_at if data.petition and data.petition.received_at else now
-    item = WorkItem(
+    item = _new_item(
         number=_new_number(data.kind, now), kind=data.kind, status="reported", title=data.title.strip(),
         description=data.description, category_code=data.category, priority=data.priority, source=data.source,
         channel=data.channel, lon=data.lon, lat=data.lat, address=data.address, grid_code=grid_code,
@@ -483,10 +495,10 @@ def find_duplicates(session: Session, items: list[WorkItem], now: datetime) -> d
     if session.get_bind().dialect.name == "postgresql":
         # The boxes as one array per column: the statement is the same for any batch size.
         columns = list(zip(*boxes, strict=True))
-        rows = session.execute(_DUPLICATES_PG, {
+        rows = fetch(session, _DUPLICATES_PG, {
             "since": since, "radius": DUPLICATE_RADIUS_M, "nid": list(columns[0]), "cat": list(columns[1]),
             "x0": list(columns[2]), "x1": list(columns[3]), "y0": list(columns[4]), "y1": list(columns[5]),
-            "lon": [it.lon for it in located], "lat": [it.lat for it in located]}).tuples()
+            "lon": [it.lon for it in located], "lat": [it.lat for it in located]})
         for nid, cid, number, title, status, scope_path, d in rows:
             found.setdefault(nid, []).append({"item_id": cid, "number": number, "title": title, "status": status,
                                               "distance_m": d, "scope_path": scope_path})

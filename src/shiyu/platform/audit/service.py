@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from shiyu.config import get_settings
-from shiyu.kit.db import Database, after_unit, insert_rows
+from shiyu.kit.db import Database, after_unit, fetch, insert_rows
 from shiyu.kit.pii import scrub_text
 from shiyu.kit.timeutil import iso, utcnow
 from shiyu.platform.audit.models import AuditEntry, AuditHead
@@ -166,7 +166,8 @@ def append_entries(session: Session, entries: list[PendingEntry]) -> None:
     if not entries:
         return
     key = get_settings().audit_key.encode()
-    head = session.execute(_HEAD_FOR_UPDATE).first()
+    found = fetch(session, _HEAD_FOR_UPDATE)
+    head = found[0] if found else None
     if head is None:
         session.execute(insert(AuditHead).values(id=1, last_seq=0, last_hash=GENESIS))
         seq, prev = 0, GENESIS
@@ -183,7 +184,7 @@ def append_entries(session: Session, entries: list[PendingEntry]) -> None:
         rows.append(row)
     # One statement for the lot (a batch of new items appends hundreds at once).
     insert_rows(session, AuditEntry.__table__, rows)  # no ORM bookkeeping per row
-    session.execute(_HEAD_SET, {"seq": seq, "hash": prev})
+    fetch(session, _HEAD_SET, {"seq": seq, "hash": prev})
     loaded = session.identity_map.get(identity_key(AuditHead, 1))
     if loaded is not None:  # an AuditHead read earlier in this session is stale now
         session.expire(loaded)

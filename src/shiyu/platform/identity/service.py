@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from shiyu.config import get_settings
+from shiyu.kit.db import fetch
 from shiyu.kit.errors import Conflict, Invalid, NotFound
 from shiyu.kit.pii import PiiError, validate_mobile
 from shiyu.kit.timeutil import as_utc, utcnow
@@ -195,7 +196,7 @@ def principal_from_token(session: Session, token: str, *, request_id: str | None
     """The principal of a live token: the token, its user and the user's grants in one
     query (every API request asks this; a batch of new items once per token)."""
     now = utcnow()
-    rows = session.execute(_TOKEN_PRINCIPAL, {"token_hash": _token_hash(token)}).all()
+    rows = fetch(session, _TOKEN_PRINCIPAL, {"token_hash": _token_hash(token)})
     if not rows:
         return None
     first = rows[0]
