@@ -296,7 +296,8 @@ def fetch(session: Session, stmt: Any, params: dict[str, Any] | None = None) -> 
     values are not applied: a statement that needs one is refused on every database.
     Elsewhere it is ``session.execute``. Pending ORM changes are flushed first, as
     ``session.execute`` would (autoflush); a driver error is raised as SQLAlchemy raises
-    it for its own statements."""
+    it for its own statements. Pass statements built once (module constants): each one is
+    compiled and kept for the life of the process."""
     bind = session.get_bind()
     params = params or {}
     found = _DRIVER_SQL.get((stmt, bind.dialect.name))
