@@ -102,3 +102,22 @@ def test_fetch_runs_statements_as_session_execute_would(db: Any) -> None:
     with pytest.raises(IntegrityError), db.unit_of_work() as s:
         fetch(s, text("INSERT INTO units (code, name, kind, level, parent_code, path) "
                       "VALUES ('320102098000', 'x', 'town', 3, '399900000000', '/x/')"))
+
+
+def test_database_errors_do_not_carry_statement_parameters(db: Any) -> None:
+    """SQLAlchemy's error text (logged with tracebacks) must not echo personal data bound
+    to a failing statement, through the engine or through ``kit.db.fetch``."""
+    import pytest
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from shiyu.kit.db import fetch
+
+    resident_id = "110101199003077777"
+    bad = text("SELECT * FROM no_such_table WHERE x = :p")
+    with pytest.raises(DBAPIError) as via_engine, db.engine.connect() as conn:
+        conn.execute(bad, {"p": resident_id})
+    with pytest.raises(DBAPIError) as via_fetch, db.unit_of_work() as s:
+        fetch(s, bad, {"p": resident_id})
+    for exc in (via_engine.value, via_fetch.value):
+        assert resident_id not in str(exc)

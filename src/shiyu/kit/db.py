@@ -96,6 +96,9 @@ def _install_postgres_hooks(engine: Engine) -> None:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    # A statement's parameters stay out of SQLAlchemy's error messages, which reach the
+    # logs with tracebacks: they can hold a resident ID, a phone or an address.
+    kwargs.setdefault("hide_parameters", True)
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
@@ -327,4 +330,4 @@ def fetch(session: Session, stmt: Any, params: dict[str, Any] | None = None) -> 
             cur.execute(sql, params)
             return cur.fetchall() if cur.description is not None else []
     except dbapi.Error as e:
-        raise DBAPIError.instance(sql, params, e, dbapi.Error) from e
+        raise DBAPIError.instance(sql, params, e, dbapi.Error, hide_parameters=True) from e
