@@ -420,6 +420,16 @@ def test_scrub_ignores_longer_digit_runs() -> None:
         assert find_unmasked(text) == []
 
 
+def test_scrub_leaves_decimal_fractions_alone() -> None:
+    # Coordinates and distances print with up to 17 significant digits; their fractions
+    # are not phone numbers or IDs. A number after a full stop that ends a sentence is.
+    for text in ["lat=0.13812345678", "lon 116.13812345678", "d=2.110105194912310021"]:
+        assert scrub_text(text) == text
+        assert find_unmasked(text) == []
+    assert scrub_text("Tel.13812345678") == "Tel.138****5678"
+    assert scrub_text("电话：13812345678.") == "电话：138****5678."
+
+
 def test_scrub_handles_country_codes_and_full_width_digits() -> None:
     assert scrub_text("tel:8613812345678") == "tel:86138****5678"
     assert scrub_text("tel:008613812345678") == "tel:0086138****5678"

@@ -8,6 +8,7 @@ from shiyu.kit import meta as kit_meta  # noqa: F401
 from shiyu.kit.db import Base
 from shiyu.platform.audit import models as audit_models  # noqa: F401
 from shiyu.platform.identity import models as identity_models  # noqa: F401
+from shiyu.platform.jobs import models as jobs_models  # noqa: F401
 from shiyu.platform.units import models as units_models  # noqa: F401
 
 metadata = Base.metadata

@@ -13,6 +13,7 @@ The transaction belongs to the edge (a request, a CLI command or a job): service
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import weakref
 from collections.abc import Callable, Iterator
@@ -286,6 +287,13 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
 _DRIVER_SQL: dict[tuple[Any, str], tuple[str, dict[str, Any], frozenset[str]]] = {}
 
 
+@functools.cache
+def _namedtuple_row() -> Any:
+    """psycopg's named-tuple row factory, imported once and only where PostgreSQL is used."""
+    from psycopg.rows import namedtuple_row
+    return namedtuple_row
+
+
 def fetch(session: Session, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
     """The rows of a Core or ``text()`` statement in ``session``'s transaction, as named
     tuples (``row.column``), with no result-type processing (a ``UTCDateTime`` column
@@ -323,10 +331,8 @@ def fetch(session: Session, stmt: Any, params: dict[str, Any] | None = None) -> 
     driver = session.connection().connection.driver_connection
     assert driver is not None
     dbapi = bind.dialect.loaded_dbapi
-    from psycopg.rows import namedtuple_row
-
     try:
-        with driver.cursor(row_factory=namedtuple_row) as cur:
+        with driver.cursor(row_factory=_namedtuple_row()) as cur:
             cur.execute(sql, params)
             return cur.fetchall() if cur.description is not None else []
     except dbapi.Error as e:

@@ -293,11 +293,14 @@ class _Fold(dict[int, int]):
 
 _FOLD: Final[_Fold] = _Fold()
 
-# 17 digits + digit/X, not inside a longer digit run. An X ends the candidate on its own.
-_SCAN_ID_RE: Final[re.Pattern[str]] = re.compile(r"(?<![0-9])[0-9]{17}(?:[0-9](?![0-9])|X)")
-# 11 digits starting 1[3-9], optionally with a country code and 3-4-4 space/dash grouping.
+# 17 digits + digit/X, not inside a longer digit run and not the fraction of a decimal
+# number (``39.138123456789...``: coordinates and distances in logs and audit details).
+# An X ends the candidate on its own.
+_SCAN_ID_RE: Final[re.Pattern[str]] = re.compile(r"(?<![0-9])(?<![0-9]\.)[0-9]{17}(?:[0-9](?![0-9])|X)")
+# 11 digits starting 1[3-9], optionally with a country code and 3-4-4 space/dash grouping,
+# not the fraction of a decimal number either.
 _SCAN_MOBILE_RE: Final[re.Pattern[str]] = re.compile(
-    r"(?<![0-9])(?:(?:\+|00)?86[ -]?)?(?P<national>1[3-9][0-9][ -]?[0-9]{4}[ -]?[0-9]{4})(?![0-9])"
+    r"(?<![0-9])(?<![0-9]\.)(?:(?:\+|00)?86[ -]?)?(?P<national>1[3-9][0-9][ -]?[0-9]{4}[ -]?[0-9]{4})(?![0-9])"
 )
 
 

@@ -500,8 +500,7 @@ def find_duplicates(session: Session, items: list[WorkItem], now: datetime) -> d
             "x0": list(columns[2]), "x1": list(columns[3]), "y0": list(columns[4]), "y1": list(columns[5]),
             "lon": [it.lon for it in located], "lat": [it.lat for it in located]})
         for nid, cid, number, title, status, scope_path, d in rows:
-            found.setdefault(nid, []).append({"item_id": cid, "number": number, "title": title, "status": status,
-                                              "distance_m": d, "scope_path": scope_path})
+            found.setdefault(nid, []).append(_candidate(cid, number, title, status, d, scope_path))
         return found
     # SQLite: a VALUES list, padded to a multiple of PAGE rows so the query text changes
     # little with the batch size (a box that matches nothing: no id is below 0); the
@@ -528,12 +527,18 @@ def find_duplicates(session: Session, items: list[WorkItem], now: datetime) -> d
         cands.sort(key=lambda dr: (dr[0], dr[1].id))
         for d, r in cands[:DUPLICATE_LIMIT]:
             links.append({"item_id": item_id, "candidate_id": r.id, "distance_m": round(d, 1), "state": "pending"})
-            found.setdefault(item_id, []).append({"item_id": r.id, "number": r.number, "title": r.title,
-                                                  "status": r.status, "distance_m": round(d, 1),
-                                                  "scope_path": r.scope_path})
+            found.setdefault(item_id, []).append(
+                _candidate(r.id, r.number, r.title, r.status, round(d, 1), r.scope_path))
     if links:
         insert_rows(session, DuplicateLink.__table__, links)
     return found
+
+
+def _candidate(item_id: int, number: str, title: str, status: str, distance_m: float,
+               scope_path: str) -> dict[str, Any]:
+    """One 并单 candidate as ``find_duplicates`` returns it (both database paths)."""
+    return {"item_id": item_id, "number": number, "title": title, "status": status,
+            "distance_m": distance_m, "scope_path": scope_path}
 
 
 # --------------------------------------------------------------------------- deadlines

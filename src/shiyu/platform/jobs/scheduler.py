@@ -1,24 +1,43 @@
-"""A small in-process scheduler for ``shiyu serve``: every registered job runs at its
-interval in one background thread, each run in its own unit of work as the system
-principal. Several server processes may run it: jobs must be idempotent (the SLA
-tick is: it only acts on what changed since the last run)."""
+"""A small in-process scheduler for ``shiyu serve`` 定时任务: every registered job runs at
+its interval in one background thread, each run in its own unit of work as the system
+principal.
+
+Every server process runs a scheduler (``uvicorn --workers N``, or several hosts on one
+PostgreSQL), and each run of a job happens once among them: before a run the process
+claims the job's row in ``job_runs`` in a short transaction of its own (an ``UPDATE``
+that matches only when the last run started at least an interval ago and has finished,
+or has gone stale); the processes that lose the claim skip that run. The row also keeps
+the last run's outcome. Jobs should still be idempotent (the SLA tick is: it only acts
+on what changed since the last run), because a run in progress past ``STALE_AFTER``
+counts as abandoned and can be claimed again."""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from shiyu.kit.db import Database
+from shiyu.kit.pii import scrub_text
 from shiyu.kit.timeutil import utcnow
+from shiyu.platform.jobs.models import JobRun
 
 log = logging.getLogger("shiyu.jobs")
 
 JobFn = Callable[[Session], object]
+
+#: A run still marked ``running`` this long after it started (or ten intervals, if
+#: longer) is taken to have died with its process, and may be claimed again.
+STALE_AFTER = timedelta(hours=1)
 
 
 @dataclass
@@ -39,24 +58,69 @@ class Scheduler:
         self.jobs: list[Job] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Who holds a claim: the host and process, and this scheduler within it.
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self) & 0xFFFF:04x}"[:128]
 
     def add(self, name: str, interval_s: float, fn: JobFn, *, write: bool = True) -> None:
         self.jobs.append(Job(name, interval_s, fn, write=write))
 
     def run_pending(self) -> list[str]:
+        """Run the jobs that are due here and whose run this process claims; returns
+        the names of those that ran (successfully or not)."""
         ran = []
         now = time.monotonic()
         for job in self.jobs:
             if now - job.last_run < job.interval_s:
                 continue
             job.last_run = now
+            if not self._claim(job):
+                continue
+            error = None
             try:
                 with self.db.unit_of_work(write=job.write) as session:
                     job.fn(session)
-                ran.append(job.name)
-            except Exception:  # a failing job must not kill the loop; it is logged and retried
+            except Exception as exc:  # a failing job must not kill the loop; it is logged and retried
                 log.exception("job %s failed at %s", job.name, utcnow().isoformat())
+                error = scrub_text(f"{type(exc).__name__}: {exc}")[:2000]
+            self._finish(job, error)
+            ran.append(job.name)
         return ran
+
+    def _claim(self, job: Job) -> bool:
+        """Claim the next run of ``job`` in ``job_runs`` (committed before the run starts);
+        False when another process has it or ran it less than an interval ago."""
+        now = utcnow()
+        # A second's slack (a tenth of short intervals) so that the process that ran it
+        # last, whose clock ticks about an interval later, finds it due again.
+        due = now - timedelta(seconds=max(job.interval_s - min(1.0, job.interval_s / 10), 0.0))
+        stale = now - max(STALE_AFTER, timedelta(seconds=10 * job.interval_s))
+        claim = {"status": "running", "started_at": now, "finished_at": None, "holder": self.holder,
+                 "error": None}
+        try:
+            with self.db.unit_of_work() as session:
+                taken = session.execute(
+                    update(JobRun).where(JobRun.name == job.name, or_(
+                        and_(JobRun.status != "running", JobRun.started_at <= due),
+                        JobRun.started_at <= stale)).values(**claim)).rowcount
+                if taken:
+                    return True
+                if session.execute(select(JobRun.name).where(JobRun.name == job.name)).first() is not None:
+                    return False
+                session.add(JobRun(name=job.name, **claim))  # its first run anywhere
+            return True
+        except DBAPIError:  # another process claimed it at the same moment (the key, a serialisation failure)
+            log.debug("job %s: claim lost", job.name, exc_info=True)
+            return False
+
+    def _finish(self, job: Job, error: str | None) -> None:
+        """Record the outcome of this process's run of ``job``."""
+        try:
+            with self.db.unit_of_work() as session:
+                session.execute(update(JobRun).where(
+                    JobRun.name == job.name, JobRun.holder == self.holder, JobRun.status == "running").values(
+                    status="failed" if error else "ok", finished_at=utcnow(), error=error))
+        except DBAPIError:
+            log.exception("job %s: could not record its outcome", job.name)
 
     def _loop(self) -> None:
         while not self._stop.wait(1.0):
