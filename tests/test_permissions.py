@@ -491,3 +491,284 @@ def test_matrix_covers_every_api_operation(client: Any) -> None:
         declared.add(f"{method} /api/v1{path}")
     missing = ops - declared - elsewhere
     assert not missing, f"endpoints missing from the permission matrix: {sorted(missing)}"
+
+
+# --------------------------------------------------------------------------- the workbench pages 工作台页面
+#
+# The same matrix for the server-rendered pages, signed in by session cookie (with the
+# CSRF header on unsafe methods, as the UI's HTMX requests send it). Forms answered by
+# HTMX show a refused action as a 422 fragment in place; the other pages answer as the
+# API does. Beyond the status, each write case checks whether the change took effect,
+# and every page, whatever the case, must not show the number of an item outside the
+# jurisdiction.
+
+
+@dataclass(frozen=True)
+class PageCase:
+    name: str
+    #: The permission the page needs ("" for any signed-in user).
+    action: str
+    relations: tuple[str, ...]
+    #: (client, headers, world, relation) -> (response, effect): effect() says whether
+    #: the page's change took place (None for pages that only read).
+    call: Callable[[Any, dict[str, str], World, str], tuple[Any, Callable[[], bool] | None]]
+    ok_status: int = 200
+    #: What a role without the action gets, and what an object out of scope gets.
+    forbid_status: int = 403
+    deny_status: int = 404
+    allowed: tuple[str, ...] = ("own", "child")
+    #: Whether a request outside the jurisdiction must leave a denial in the audit log.
+    audited: bool = True
+
+
+def _page(c: Any, h: dict[str, str], method: str, path: str, **kw: Any) -> Any:
+    from shiyu.platform.ui.web import COOKIE
+    from shiyu.platform.web.deps import CSRF_HEADER, csrf_token
+
+    token = h["Authorization"].split()[1]
+    headers = {"HX-Request": "true", CSRF_HEADER: csrf_token(token)} if method != "GET" else {}
+    c.cookies.clear()
+    try:
+        return c.request(method, path, cookies={COOKIE: token}, headers=headers, follow_redirects=False, **kw)
+    finally:
+        c.cookies.clear()
+
+
+def _status_of(w: World, item_id: int) -> str:
+    from shiyu.domains.items.models import WorkItem
+
+    with w.db.unit_of_work(write=False) as s:
+        return str(s.execute(select(WorkItem.status).where(WorkItem.id == item_id)).scalar_one())
+
+
+def _exists(w: World, stmt: Any) -> Callable[[], bool]:
+    def effect() -> bool:
+        with w.db.unit_of_work(write=False) as s:
+            return s.execute(stmt).first() is not None
+    return effect
+
+
+def _p_act(c: Any, h: dict[str, str], w: World, r: str) -> tuple[Any, Callable[[], bool]]:
+    iid, _ = new_item(w, r)
+    resp = _page(c, h, "POST", f"/items/{iid}/act/accept", data={"etag": _etag(w, iid)})
+    return resp, lambda: _status_of(w, iid) == "accepted"
+
+
+def _p_bulk(c: Any, h: dict[str, str], w: World, r: str) -> tuple[Any, Callable[[], bool]]:
+    iid, _ = new_item(w, r)
+    resp = _page(c, h, "POST", "/inbox/bulk", data={"action": "accept", "ids": [str(iid)]})
+    return resp, lambda: _status_of(w, iid) == "accepted"
+
+
+def _p_supervise(c: Any, h: dict[str, str], w: World, r: str) -> tuple[Any, Callable[[], bool]]:
+    from shiyu.domains.items.models import Supervision
+
+    iid, _ = new_item(w, r)
+    resp = _page(c, h, "POST", f"/items/{iid}/supervise", data={"note": "矩阵督办", "days": "3"})
+    return resp, _exists(w, select(Supervision.id).where(Supervision.item_id == iid))
+
+
+def _p_dismiss(c: Any, h: dict[str, str], w: World, r: str) -> tuple[Any, Callable[[], bool]]:
+    from shiyu.domains.items.models import DuplicateLink
+
+    a, b = new_duplicate(w, r)
+    resp = _page(c, h, "POST", f"/items/{a}/dismiss/{b}")
+    return resp, _exists(w, select(DuplicateLink.id).where(
+        DuplicateLink.item_id == a, DuplicateLink.candidate_id == b, DuplicateLink.state == "dismissed"))
+
+
+def _p_reveal(c: Any, h: dict[str, str], w: World, r: str) -> tuple[Any, Callable[[], bool]]:
+    iid, _ = new_item(w, r)
+    resp = _page(c, h, "POST", f"/items/{iid}/reveal", data={"reason": "权限矩阵核对"})
+    return resp, _exists(w, select(AuditEntry.seq).where(
+        AuditEntry.action == "pii.reveal", AuditEntry.object_id == str(iid), AuditEntry.result == "ok"))
+
+
+def _p_report(c: Any, h: dict[str, str], w: World, r: str) -> tuple[Any, Callable[[], bool]]:
+    from shiyu.domains.items.models import IdempotencyKey
+
+    key = f"pm-{r}-{next(_counter)}"
+    lon, lat = w.points[r]
+    resp = _page(c, h, "POST", "/report", data={
+        "kind": "event", "title": f"页面矩阵上报 {r}", "description": "权限矩阵", "category": "EV-05-01",
+        "priority": "normal", "lon": str(lon), "lat": str(lat), "key": key})
+    return resp, _exists(w, select(IdempotencyKey.key).where(IdempotencyKey.key == key))
+
+
+def _p_new_user(c: Any, h: dict[str, str], w: World, r: str) -> tuple[Any, Callable[[], bool]]:
+    name = f"pm_{r}_{next(_counter)}"
+    resp = _page(c, h, "POST", "/admin/users", data={
+        "username": name, "password": PASSWORD, "role": "grid_worker", "unit_code": w.units[r]})
+    return resp, _exists(w, select(User.id).where(User.username == name))
+
+
+def _p_add_category(c: Any, h: dict[str, str], w: World, r: str) -> tuple[Any, Callable[[], bool]]:
+    from shiyu.domains.items.models import Category
+
+    code = f"HL-PM{next(_counter)}"
+    resp = _page(c, h, "POST", "/admin/taxonomy", data={"code": code, "name": "页面矩阵分类", "kind": "hotline"})
+    return resp, _exists(w, select(Category.code).where(Category.code == code))
+
+
+def _p_toggle(c: Any, h: dict[str, str], w: World, r: str) -> tuple[Any, Callable[[], bool]]:
+    from shiyu.domains.items.models import Category
+
+    code = f"HL-PT{next(_counter)}"
+    with w.db.unit_of_work() as s:
+        s.add(Category(code=code, name="页面矩阵开关", kind="hotline", active=True))
+    resp = _page(c, h, "POST", f"/admin/taxonomy/{code}/toggle")
+    return resp, _exists(w, select(Category.code).where(Category.code == code, Category.active.is_(False)))
+
+
+def _p_deadline(c: Any, h: dict[str, str], w: World, r: str) -> tuple[Any, Callable[[], bool]]:
+    from shiyu.domains.items.models import Category, SlaRule
+
+    code = f"HL-PD{next(_counter)}"
+    with w.db.unit_of_work() as s:
+        s.add(Category(code=code, name="页面矩阵时限", kind="hotline", active=True))
+    resp = _page(c, h, "POST", "/admin/deadlines", data={
+        "kind": "hotline", "category": code, "step": "handle", "duration": "4wd"})
+    return resp, _exists(w, select(SlaRule.id).where(SlaRule.category == code))
+
+
+def _p_holiday(c: Any, h: dict[str, str], w: World, r: str) -> tuple[Any, Callable[[], bool]]:
+    from datetime import date, timedelta
+
+    from shiyu.domains.items.models import Holiday
+
+    day = date(2041, 1, 7) + timedelta(days=7 * next(_counter))
+    resp = _page(c, h, "POST", "/admin/holidays", data={"day": day.isoformat(), "name": "页面矩阵"})
+    return resp, _exists(w, select(Holiday.day).where(Holiday.day == day))
+
+
+def _p_holiday_delete(c: Any, h: dict[str, str], w: World, r: str) -> tuple[Any, Callable[[], bool]]:
+    from datetime import date, timedelta
+
+    from shiyu.domains.items.models import Holiday
+
+    day = date(2051, 1, 8) + timedelta(days=7 * next(_counter))
+    with w.db.unit_of_work() as s:
+        s.add(Holiday(day=day, is_workday=False, name="页面矩阵"))
+    resp = _page(c, h, "POST", f"/admin/holidays/{day.isoformat()}/delete")
+    gone = _exists(w, select(Holiday.day).where(Holiday.day == day))
+    return resp, lambda: not gone()
+
+
+def _get(path: str, params: Callable[[World, str], dict[str, Any]] | None = None) -> Callable[..., Any]:
+    def call(c: Any, h: dict[str, str], w: World, r: str) -> tuple[Any, None]:
+        return _page(c, h, "GET", path.format(item_id=w.items[r] if w.items else 0),
+                     params=params(w, r) if params else None), None
+    return call
+
+
+def _located_grid(c: Any, h: dict[str, str], w: World, r: str) -> tuple[Any, Callable[[], bool]]:
+    lon, lat = w.points[r]
+    resp = _page(c, h, "GET", "/map/locate", params={"lon": lon, "lat": lat})
+    return resp, lambda: resp.json()["grid"] == w.grids[r]
+
+
+def _unit(w: World, r: str) -> dict[str, Any]:
+    return {"unit": w.units[r]}
+
+
+_LISTS = ("own", "child", "parent")  # a list narrowed to a unit that contains part of the jurisdiction
+
+PAGES = [
+    PageCase("GET /inbox", "item.read", RELATIONS, _get("/inbox", _unit), deny_status=200, allowed=_LISTS),
+    PageCase("POST /inbox/bulk", "item.dispatch", RELATIONS, _p_bulk, ok_status=204, forbid_status=204,
+             deny_status=204),
+    PageCase("GET /items/{item_id}", "item.read", RELATIONS, _get("/items/{item_id}")),
+    PageCase("POST /items/{item_id}/act/{action}", "item.dispatch", RELATIONS, _p_act, ok_status=204,
+             forbid_status=422, deny_status=422),
+    PageCase("POST /items/{item_id}/supervise", "item.supervise", RELATIONS, _p_supervise, ok_status=204,
+             forbid_status=422, deny_status=422),
+    PageCase("POST /items/{item_id}/dismiss/{candidate_id}", "item.dispatch", RELATIONS, _p_dismiss, ok_status=204,
+             forbid_status=422, deny_status=422),
+    PageCase("POST /items/{item_id}/reveal", "pii.reveal", RELATIONS, _p_reveal),
+    PageCase("GET /report", "", ("own",), _get("/report")),
+    PageCase("POST /report", "item.create", ("child", "sibling", "unrelated"), _p_report, ok_status=204,
+             forbid_status=422, deny_status=422, allowed=("child",)),
+    PageCase("GET /map", "", ("own",), _get("/map")),
+    PageCase("GET /map/items.geojson", "item.read", ("own",), _get("/map/items.geojson")),
+    PageCase("GET /map/grids.geojson", "item.read", ("own",), _get("/map/grids.geojson")),
+    PageCase("GET /map/locate", "grid.read", ("child", "sibling", "unrelated"), _located_grid, deny_status=200,
+             allowed=("child",)),
+    PageCase("GET /dashboard", "item.read", RELATIONS, _get("/dashboard", _unit), deny_status=200, allowed=_LISTS),
+    PageCase("GET /analysis", "analysis.read", RELATIONS, _get("/analysis", _unit), forbid_status=200,
+             deny_status=200, allowed=("own", "child")),
+    PageCase("GET /admin", "", ("own",), _get("/admin")),
+    PageCase("GET /admin/users", "user.read", ("own",), _get("/admin/users")),
+    PageCase("POST /admin/users", "user.write", RELATIONS, _p_new_user, ok_status=204, forbid_status=422,
+             deny_status=422),
+    PageCase("GET /admin/taxonomy", "item.configure", ("own",), _get("/admin/taxonomy")),
+    PageCase("POST /admin/taxonomy", "item.configure", ("own",), _p_add_category, ok_status=204, forbid_status=422),
+    PageCase("POST /admin/taxonomy/{code}/toggle", "item.configure", ("own",), _p_toggle, ok_status=204),
+    PageCase("GET /admin/deadlines", "item.configure", ("own",), _get("/admin/deadlines")),
+    PageCase("POST /admin/deadlines", "item.configure", ("own",), _p_deadline, ok_status=204, forbid_status=422),
+    PageCase("GET /admin/holidays", "item.configure", ("own",), _get("/admin/holidays")),
+    PageCase("POST /admin/holidays", "item.configure", ("own",), _p_holiday, ok_status=204, forbid_status=422),
+    PageCase("POST /admin/holidays/{day}/delete", "item.configure", ("own",), _p_holiday_delete, ok_status=204,
+             forbid_status=422),
+]
+
+PAGE_CASES = [
+    pytest.param(p, role, rel, id=f"{p.name}|{role}|{rel}")
+    for p in PAGES for role in ROLES for rel in p.relations
+]
+
+
+def _foreign_numbers(w: World) -> dict[str, str]:
+    """The numbers of the world's items outside T1 (parent, sibling, unrelated)."""
+    from shiyu.domains.items.models import WorkItem
+
+    assert w.items is not None
+    with w.db.unit_of_work(write=False) as s:
+        return {rel: s.execute(select(WorkItem.number).where(WorkItem.id == w.items[rel])).scalar_one()
+                for rel in ("parent", "sibling", "unrelated")}
+
+
+@pytest.mark.parametrize(("page", "role", "rel"), PAGE_CASES)
+def test_page_matrix(page: PageCase, role: str, rel: str, client: Any, db: Any, world: World, as_role: Any) -> None:
+    resp, effect = page.call(client, as_role(role), world, rel)
+    rid = resp.headers["x-request-id"]
+    has_action = not page.action or any(role_can(role, a) for a in page.action.split("|"))
+    for where, number in _foreign_numbers(world).items():
+        assert number not in resp.text, f"the {where} item's number shown"
+    if not has_action:
+        assert resp.status_code == page.forbid_status, resp.text
+        assert effect is None or not effect(), "a role without the permission changed something"
+        assert _denial_audited(db, rid), "a refused page without a denial in the audit log"
+    elif rel in page.allowed:
+        assert resp.status_code == page.ok_status, resp.text  # no false denial
+        assert effect is None or effect(), "the page answered but nothing changed"
+    else:
+        assert resp.status_code == page.deny_status, resp.text
+        assert effect is None or not effect(), "a change outside the jurisdiction took effect"
+        assert _denial_audited(db, rid), "a request outside the jurisdiction without a denial in the audit log"
+
+
+def test_page_matrix_covers_every_page(app: Any) -> None:
+    """Every page of the staff workbench is in the page matrix or deliberately elsewhere."""
+    from fastapi.routing import APIRoute
+
+    elsewhere = {  # the caller's own session and language (test_auth, test_i18n), the public citizen pages
+        "GET /", "GET /login", "POST /login", "POST /logout", "GET /lang/{code}",
+        "GET /citizen/report", "POST /citizen/report", "GET /citizen/attributes", "GET /citizen/nearby",
+        "GET /citizen/follow",
+    }
+    def routes(found: list[Any], prefix: str = "") -> Any:
+        for route in found:
+            inner = getattr(route, "original_router", None)  # FastAPI 0.165 includes routers lazily
+            if inner is not None:
+                yield from routes(inner.routes, prefix + (getattr(route.include_context, "prefix", "") or ""))
+            elif isinstance(route, APIRoute):
+                yield prefix + route.path, route
+
+    # The API (including Open311's, the public one) is in the matrix above and test_open311.
+    pages = {f"{m} {path}" for path, route in routes(app.routes)
+             if not route.include_in_schema and not path.startswith(("/api/", "/open311/")) for m in route.methods}
+    assert len(pages) > 20, "the page routes were not found"
+    declared = {p.name for p in PAGES}
+    missing = pages - declared - elsewhere
+    assert not missing, f"pages missing from the page matrix: {sorted(missing)}"
+    assert not (declared - pages), f"the page matrix names pages that do not exist: {sorted(declared - pages)}"
