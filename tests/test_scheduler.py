@@ -98,3 +98,26 @@ def test_a_job_writes_in_its_own_unit_and_a_failure_rolls_it_back(empty_db: Data
     with empty_db.unit_of_work(write=False) as session:
         assert session.execute(select(JobRun.name).where(JobRun.name == "written.by.job")).first() is None
     assert _row(empty_db).status == "failed"
+
+
+def test_admin_home_shows_the_last_runs_to_those_who_configure_or_audit(client: Any, login: Any, db: Database) -> None:
+    from shiyu.platform.ui.web import COOKIE
+
+    s = Scheduler(db)
+    s.add("sla.tick", 60, lambda session: None)
+    s.run_pending()
+
+    def home(username: str) -> str:
+        token = login(username)["Authorization"].split()[1]
+        client.cookies.clear()
+        try:
+            r = client.get("/admin", cookies={COOKIE: token, "shiyu_lang": "en"})
+        finally:
+            client.cookies.clear()
+        assert r.status_code == 200, r.text
+        return str(r.text)
+
+    for username in ("admin", "auditor_city"):
+        page = home(username)
+        assert "Scheduled jobs" in page and "Deadline check" in page and s.holder in page
+    assert "Scheduled jobs" not in home("dispatcher_320102001000")

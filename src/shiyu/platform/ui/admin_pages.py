@@ -12,6 +12,7 @@ from shiyu.platform.authz.rules import ROLE_ACTIONS, ROLES
 from shiyu.platform.authz.scope import scope
 from shiyu.platform.identity import service as identity
 from shiyu.platform.identity.models import Grant, User
+from shiyu.platform.jobs.models import JobRun
 from shiyu.platform.ui.web import UiPrincipal, render, t
 from shiyu.platform.web.deps import SessionDep
 
@@ -20,7 +21,12 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/admin")
 def admin_home(request: Request, session: SessionDep, principal: UiPrincipal) -> Response:
-    return render(request, "admin/home.html", principal=principal)
+    """The admin menu and, for those who configure or audit the system, the scheduled
+    jobs' last runs 定时任务 (``job_runs``)."""
+    jobs = None
+    if principal.can("item.configure") or principal.can("audit.read"):
+        jobs = session.execute(select(JobRun).order_by(JobRun.name)).scalars().all()
+    return render(request, "admin/home.html", principal=principal, jobs=jobs)
 
 
 @router.get("/admin/users")
