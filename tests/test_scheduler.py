@@ -121,3 +121,29 @@ def test_admin_home_shows_the_last_runs_to_those_who_configure_or_audit(client: 
         page = home(username)
         assert "Scheduled jobs" in page and "Deadline check" in page and s.holder in page
     assert "Scheduled jobs" not in home("dispatcher_320102001000")
+
+
+def test_a_run_left_by_a_dead_process_of_this_host_is_taken_over_at_once(empty_db: Database) -> None:
+    import subprocess
+    import sys
+
+    from shiyu.platform.jobs.scheduler import HOST
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    runs: list[int] = []
+    [a] = _schedulers(empty_db, 1, 60, lambda session: runs.append(1))
+    with empty_db.unit_of_work() as session:  # killed a second into its run
+        session.add(JobRun(name="test.job", status="running", started_at=utcnow() - timedelta(seconds=1),
+                           holder=f"{HOST[:100]}:{int(dead.stdout)}:0001"))
+    assert a.run_pending() == ["test.job"]
+    assert runs == [1] and (_row(empty_db).status, _row(empty_db).holder) == ("ok", a.holder)
+
+    # A live process of this host (this one), or one of another host, keeps its claim.
+    for holder in (f"{HOST[:100]}:{__import__('os').getpid()}:0002", "elsewhere:1:0003"):
+        with empty_db.unit_of_work() as session:
+            session.execute(update(JobRun).values(status="running", holder=holder,
+                                                  started_at=utcnow() - timedelta(seconds=1)))
+        a.jobs[0].last_run = 0.0
+        assert a.run_pending() == []
+    assert runs == [1]

@@ -7,9 +7,13 @@ PostgreSQL), and each run of a job happens once among them: before a run the pro
 claims the job's row in ``job_runs`` in a short transaction of its own (an ``UPDATE``
 that matches only when the last run started at least an interval ago and has finished,
 or has gone stale); the processes that lose the claim skip that run. The row also keeps
-the last run's outcome. Jobs should still be idempotent (the SLA tick is: it only acts
-on what changed since the last run), because a run in progress past ``STALE_AFTER``
-counts as abandoned and can be claimed again."""
+the last run's outcome.
+
+A process that dies in the middle of a run (``kill -9``, a crash) leaves its claim marked
+``running``. A process on the same host sees that the holder's process is gone and claims
+the run at once; from another host, the claim is taken over once it is older than
+``STALE_AFTER`` or three intervals. Jobs must therefore be idempotent (the SLA tick is:
+it only acts on what changed since the last run)."""
 
 from __future__ import annotations
 
@@ -35,9 +39,28 @@ log = logging.getLogger("shiyu.jobs")
 
 JobFn = Callable[[Session], object]
 
-#: A run still marked ``running`` this long after it started (or ten intervals, if
-#: longer) is taken to have died with its process, and may be claimed again.
-STALE_AFTER = timedelta(hours=1)
+#: A run still marked ``running`` this long after it started (or three intervals, if
+#: longer) is taken to have died with its process, and may be claimed again from any host.
+STALE_AFTER = timedelta(minutes=15)
+HOST = socket.gethostname()
+
+
+def _gone(holder: str) -> bool:
+    """Whether ``holder`` (``host:pid:n``) names a process of this host that no longer
+    exists. For another host's process nothing is known: False."""
+    parts = holder.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != HOST[:100] or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, under another user
+        return False
+    return False
 
 
 @dataclass
@@ -59,7 +82,7 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: Who holds a claim: the host and process, and this scheduler within it.
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self) & 0xFFFF:04x}"[:128]
+        self.holder = f"{HOST[:100]}:{os.getpid()}:{id(self) & 0xFFFF:04x}"
 
     def add(self, name: str, interval_s: float, fn: JobFn, *, write: bool = True) -> None:
         self.jobs.append(Job(name, interval_s, fn, write=write))
@@ -93,7 +116,7 @@ class Scheduler:
         # A second's slack (a tenth of short intervals) so that the process that ran it
         # last, whose clock ticks about an interval later, finds it due again.
         due = now - timedelta(seconds=max(job.interval_s - min(1.0, job.interval_s / 10), 0.0))
-        stale = now - max(STALE_AFTER, timedelta(seconds=10 * job.interval_s))
+        stale = now - max(STALE_AFTER, timedelta(seconds=3 * job.interval_s))
         claim = {"status": "running", "started_at": now, "finished_at": None, "holder": self.holder,
                  "error": None}
         try:
@@ -104,8 +127,15 @@ class Scheduler:
                         JobRun.started_at <= stale)).values(**claim)).rowcount
                 if taken:
                     return True
-                if session.execute(select(JobRun.name).where(JobRun.name == job.name)).first() is not None:
-                    return False
+                last = session.execute(select(JobRun.status, JobRun.holder).where(JobRun.name == job.name)).first()
+                if last is not None:
+                    if last.status != "running" or not _gone(last.holder):
+                        return False
+                    # The run in progress belongs to a process of this host that has died.
+                    log.warning("job %s: taking over the run of %s, which is gone", job.name, last.holder)
+                    return bool(session.execute(update(JobRun).where(
+                        JobRun.name == job.name, JobRun.holder == last.holder, JobRun.status == "running")
+                        .values(**claim)).rowcount)
                 session.add(JobRun(name=job.name, **claim))  # its first run anywhere
             return True
         except DBAPIError:  # another process claimed it at the same moment (the key, a serialisation failure)
