@@ -172,6 +172,8 @@ HELP_COMMANDS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (("geo", "locate"), ("--lon", "--lat", "--json")),
     (("audit",), ("verify",)),
     (("audit", "verify"), ()),
+    (("jobs",), ("status",)),
+    (("jobs", "status"), ("--json",)),
     (("serve",), ("--host", "--port")),
 ]
 
@@ -820,3 +822,23 @@ def _module_db_stays_untouched(demo_db: Path) -> Iterator[None]:
     before = counts(demo_db)
     yield
     assert counts(demo_db) == before
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+def test_jobs_status(empty_cli_db: Path) -> None:
+    import sqlite3
+
+    assert ok(shiyu(empty_cli_db, "jobs", "status")).stdout.strip() == "no job has run yet"
+    assert json.loads(ok(shiyu(empty_cli_db, "jobs", "status", "--json")).stdout) == []
+    with sqlite3.connect(empty_cli_db) as conn:
+        conn.execute("INSERT INTO job_runs (name, status, started_at, finished_at, holder, error) VALUES "
+                     "('sla.tick', 'failed', '2026-12-07 04:00:00.000000', '2026-12-07 04:00:01.500000', "
+                     "'host:123:0001', 'RuntimeError: boom')")
+    [run] = json.loads(ok(shiyu(empty_cli_db, "jobs", "status", "--json")).stdout)
+    assert run == {"name": "sla.tick", "status": "failed", "started_at": "2026-12-07T04:00:00+00:00",
+                   "finished_at": "2026-12-07T04:00:01.500000+00:00", "holder": "host:123:0001",
+                   "error": "RuntimeError: boom"}
+    table = ok(shiyu(empty_cli_db, "jobs", "status")).stdout
+    assert "sla.tick" in table and "failed" in table and "RuntimeError: boom" in table

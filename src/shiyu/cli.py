@@ -28,6 +28,7 @@ user_app = typer.Typer(help="Users 用户.", no_args_is_help=True)
 geo_app = typer.Typer(help="Geography 地理: units, grids, location.", no_args_is_help=True)
 audit_app = typer.Typer(help="Audit log 审计日志.", no_args_is_help=True)
 sla_app = typer.Typer(help="Deadlines 时限: the SLA tick.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Scheduled jobs 定时任务 of the server processes.", no_args_is_help=True)
 analysis_app = typer.Typer(help="Analysis 分析: hot spots, early warnings, police calls, snapshots.",
                            no_args_is_help=True)
 report_app = typer.Typer(help="Reports 报告: the periodic analysis report 一分析三报告.", no_args_is_help=True)
@@ -37,6 +38,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(geo_app, name="geo")
 app.add_typer(audit_app, name="audit")
 app.add_typer(sla_app, name="sla")
+app.add_typer(jobs_app, name="jobs")
 app.add_typer(analysis_app, name="analysis")
 app.add_typer(report_app, name="report")
 app.add_typer(open311_app, name="open311")
@@ -287,6 +289,34 @@ def sla_tick(
         return
     typer.echo(f"{at.isoformat()}: due soon {len(report.due_soon)}, overdue {len(report.overdue)}, "
                f"escalated {len(report.escalated)}, supervision overdue {len(report.supervision_overdue)}")
+
+
+# --------------------------------------------------------------------------- jobs
+
+@jobs_app.command("status")
+def jobs_status(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """The last run of each scheduled job (the servers run them; each run happens once
+    among the server processes): status, start, end, the process that ran it, its error."""
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from shiyu.platform.jobs.models import JobRun
+
+    with _ready_db().unit_of_work(write=False) as session:
+        runs = [{"name": r.name, "status": r.status, "started_at": r.started_at.isoformat(),
+                 "finished_at": r.finished_at.isoformat() if r.finished_at else None, "holder": r.holder,
+                 "error": r.error} for r in session.execute(select(JobRun).order_by(JobRun.name)).scalars()]
+    if as_json:
+        typer.echo(json.dumps(runs, ensure_ascii=False))
+        return
+    if not runs:
+        typer.echo("no job has run yet")
+        return
+    table = Table("job", "status", "started", "finished", "process", "error")
+    for r in runs:
+        table.add_row(*(escape(str(r[k] or "")) for k in ("name", "status", "started_at", "finished_at", "holder",
+                                                        "error")))
+    Console(width=max(Console().width, 160)).print(table)  # standard output, like the JSON
 
 
 # --------------------------------------------------------------------------- analysis
