@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import timedelta
 from typing import Any
@@ -135,12 +136,12 @@ def test_a_run_left_by_a_dead_process_of_this_host_is_taken_over_at_once(empty_d
     [a] = _schedulers(empty_db, 1, 60, lambda session: runs.append(1))
     with empty_db.unit_of_work() as session:  # killed a second into its run
         session.add(JobRun(name="test.job", status="running", started_at=utcnow() - timedelta(seconds=1),
-                           holder=f"{HOST[:100]}:{int(dead.stdout)}:0001"))
+                           holder=f"{HOST}:{int(dead.stdout)}:0001"))
     assert a.run_pending() == ["test.job"]
     assert runs == [1] and (_row(empty_db).status, _row(empty_db).holder) == ("ok", a.holder)
 
     # A live process of this host (this one), or one of another host, keeps its claim.
-    for holder in (f"{HOST[:100]}:{__import__('os').getpid()}:0002", "elsewhere:1:0003"):
+    for holder in (f"{HOST}:{os.getpid()}:0002", "elsewhere:1:0003"):
         with empty_db.unit_of_work() as session:
             session.execute(update(JobRun).values(status="running", holder=holder,
                                                   started_at=utcnow() - timedelta(seconds=1)))

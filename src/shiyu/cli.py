@@ -298,14 +298,13 @@ def jobs_status(as_json: Annotated[bool, typer.Option("--json", help="print JSON
     """The last run of each scheduled job (the servers run them; each run happens once
     among the server processes): status, start, end, the process that ran it, its error."""
     from rich.table import Table
-    from sqlalchemy import select
 
-    from shiyu.platform.jobs.models import JobRun
+    from shiyu.platform.jobs.scheduler import last_runs
 
     with _ready_db().unit_of_work(write=False) as session:
         runs = [{"name": r.name, "status": r.status, "started_at": r.started_at.isoformat(),
                  "finished_at": r.finished_at.isoformat() if r.finished_at else None, "holder": r.holder,
-                 "error": r.error} for r in session.execute(select(JobRun).order_by(JobRun.name)).scalars()]
+                 "error": r.error} for r in last_runs(session)]
     if as_json:
         typer.echo(json.dumps(runs, ensure_ascii=False))
         return

@@ -24,7 +24,7 @@ class JobRun(Base):
     status: Mapped[str] = mapped_column(String(16))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    #: ``host:pid`` of the process that claimed the last run.
+    #: ``host:pid:n`` of the scheduler (process, and instance within it) that claimed the last run.
     holder: Mapped[str] = mapped_column(String(128))
     #: The failure's exception type and message (scrubbed), for a failed run.
     error: Mapped[str | None] = mapped_column(Text)

@@ -42,14 +42,15 @@ JobFn = Callable[[Session], object]
 #: A run still marked ``running`` this long after it started (or three intervals, if
 #: longer) is taken to have died with its process, and may be claimed again from any host.
 STALE_AFTER = timedelta(minutes=15)
-HOST = socket.gethostname()
+#: This host, as claims name it (``holder`` is ``host:pid:n``, at most 128 characters).
+HOST = socket.gethostname()[:100]
 
 
 def _gone(holder: str) -> bool:
     """Whether ``holder`` (``host:pid:n``) names a process of this host that no longer
     exists. For another host's process nothing is known: False."""
     parts = holder.rsplit(":", 2)
-    if len(parts) != 3 or parts[0] != HOST[:100] or not parts[1].isdigit():
+    if len(parts) != 3 or parts[0] != HOST or not parts[1].isdigit():
         return False
     pid = int(parts[1])
     if pid == os.getpid():
@@ -75,6 +76,11 @@ class Job:
     write: bool = True
 
 
+def last_runs(session: Session) -> list[JobRun]:
+    """The last run of each job, by name (the admin home and ``shiyu jobs status``)."""
+    return list(session.execute(select(JobRun).order_by(JobRun.name)).scalars())
+
+
 class Scheduler:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -82,7 +88,7 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: Who holds a claim: the host and process, and this scheduler within it.
-        self.holder = f"{HOST[:100]}:{os.getpid()}:{id(self) & 0xFFFF:04x}"
+        self.holder = f"{HOST}:{os.getpid()}:{id(self) & 0xFFFF:04x}"
 
     def add(self, name: str, interval_s: float, fn: JobFn, *, write: bool = True) -> None:
         self.jobs.append(Job(name, interval_s, fn, write=write))

@@ -12,7 +12,7 @@ from shiyu.platform.authz.rules import ROLE_ACTIONS, ROLES
 from shiyu.platform.authz.scope import scope
 from shiyu.platform.identity import service as identity
 from shiyu.platform.identity.models import Grant, User
-from shiyu.platform.jobs.models import JobRun
+from shiyu.platform.jobs.scheduler import last_runs
 from shiyu.platform.ui.web import UiPrincipal, render, t
 from shiyu.platform.web.deps import SessionDep
 
@@ -25,7 +25,7 @@ def admin_home(request: Request, session: SessionDep, principal: UiPrincipal) ->
     jobs' last runs 定时任务 (``job_runs``)."""
     jobs = None
     if principal.can("item.configure") or principal.can("audit.read"):
-        jobs = session.execute(select(JobRun).order_by(JobRun.name)).scalars().all()
+        jobs = last_runs(session)
     return render(request, "admin/home.html", principal=principal, jobs=jobs)
 
 
