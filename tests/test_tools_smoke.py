@@ -66,11 +66,13 @@ class _Response:
         return self._body
 
 
-def test_only_unparseable_bodies_may_be_refused_before_authentication() -> None:
-    assert fuzz._unparseable(_Response(422, {"errors": [{"type": "json_invalid"}]}))
-    assert fuzz._unparseable(_Response(400, {"code": "http_error"}))
-    assert not fuzz._unparseable(_Response(422, {"errors": [{"type": "missing"}]}))
-    assert not fuzz._unparseable(_Response(200, {}))
+def test_only_unparseable_or_oversized_bodies_may_be_refused_before_authentication() -> None:
+    assert fuzz._refused_before_auth(_Response(422, {"errors": [{"type": "json_invalid"}]}))
+    assert fuzz._refused_before_auth(_Response(400, {"code": "http_error"}))
+    assert fuzz._refused_before_auth(_Response(413, {"code": "payload_too_large"}))
+    assert not fuzz._refused_before_auth(_Response(413, {"code": "other"}))
+    assert not fuzz._refused_before_auth(_Response(422, {"errors": [{"type": "missing"}]}))
+    assert not fuzz._refused_before_auth(_Response(200, {}))
 
 
 def test_fraction_digits_are_not_personal_data() -> None:

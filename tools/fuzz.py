@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
                                  for f in r["failures"]],
                     "custom_failures": r["custom_failures"][:50],
                     "operations": {op: {k: s.get(k, 0) for k in ("cases", "2xx", "4xx", "5xx", "sibling_replays",
-                                                                 "refused_unparseable_before_auth")}
+                                                                 "refused_before_auth")}
                                    | {"phases": s["phases"]} for op, s in sorted(r["operations"].items())},
                 } for r in results],
                 "server_errors": dict(kinds), "server_tracebacks": [tb[-2000:] for tb in errors[:5]],
@@ -544,10 +544,11 @@ def _public(case: Any) -> bool:
     return op in PUBLIC
 
 
-def _unparseable(r: Any) -> bool:
-    """400/422 for a body that cannot be parsed at all: FastAPI reads the body before any dependency,
-    so such a request is refused before the token is looked at. Nothing about the resource is shown."""
-    if r.status_code not in (400, 422):
+def _refused_before_auth(r: Any) -> bool:
+    """A body refused before the token is looked at, showing nothing about the resource: 400/422 for
+    a body that cannot be parsed at all (FastAPI reads the body before any dependency), and 413 from
+    the body-limit middleware, which stops reading an oversized body before anything else runs."""
+    if r.status_code not in (400, 413, 422):
         return False
     try:
         body = r.json()
@@ -556,6 +557,8 @@ def _unparseable(r: Any) -> bool:
     errors = body.get("errors") or []
     if r.status_code == 400:
         return body.get("code") == "http_error"
+    if r.status_code == 413:
+        return body.get("code") == "payload_too_large"
     return bool(errors) and all(e.get("type") == "json_invalid" for e in errors)
 
 
@@ -632,10 +635,10 @@ def auth_required(ctx: Any, response: Any, case: Any) -> bool | None:
         r = _send(response, token)
         if r.status_code == 401:
             continue
-        if _unparseable(r):
+        if _refused_before_auth(r):
             with _STATS_LOCK:
-                _STATS[_op(case)]["refused_unparseable_before_auth"] = \
-                    _STATS[_op(case)].get("refused_unparseable_before_auth", 0) + 1
+                _STATS[_op(case)]["refused_before_auth"] = \
+                    _STATS[_op(case)].get("refused_before_auth", 0) + 1
             continue
         _fail("auth_required", case, f"{label}: {r.status_code} instead of 401", status=r.status_code,
               body=r.text[:500])
